@@ -1,0 +1,1 @@
+"""Dataset readers shared by the embedded benchmark and real COCO."""
