@@ -82,6 +82,84 @@ def check_leak(
     out.print(f"no leak: {n} images checked, none contains an unseen pixel")
 
 
+def _write_metrics(flat: dict, table: list | None, json_out: Optional[Path]) -> None:
+    from rich.table import Table
+
+    t = Table("metric", "value")
+    for k, v in flat.items():
+        t.add_row(k, "absent" if v is None else f"{100 * v:.2f}")
+    out.print(t)
+    if json_out:
+        from zeroseg.atomic import write_json
+
+        write_json(json_out, {**flat, **({"per_class": table} if table is not None else {})})
+
+
+@app.command()
+def pq(
+    gt_json: Path = typer.Argument(..., help="Ground-truth panoptic JSON."),
+    gt_dir: Path = typer.Argument(..., help="Ground-truth segment PNG folder."),
+    pred_json: Path = typer.Argument(..., help="Predicted panoptic JSON (panopticapi format)."),
+    pred_dir: Path = typer.Argument(..., help="Predicted segment PNG folder."),
+    unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT categories' 'split' field, if any."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + per-class table as JSON."),
+) -> None:
+    """Panoptic quality (PQ, SQ, RQ): All / Things / Stuff and Seen / Unseen / HM."""
+    from zeroseg.metrics.panoptic import pq_files
+
+    try:
+        res = pq_files(gt_json, gt_dir, pred_json, pred_dir, unseen)
+    except ZerosegError as exc:
+        _fail(exc)
+    _write_metrics(res.flat(), res.table(), json_out)
+
+
+@app.command()
+def evaluate(
+    gt_json: Path = typer.Argument(..., help="Ground-truth panoptic JSON."),
+    gt_dir: Path = typer.Argument(..., help="Ground-truth segment PNG folder."),
+    pred_json: Path = typer.Argument(..., help="Predicted panoptic JSON (segments may carry 'score')."),
+    pred_dir: Path = typer.Argument(..., help="Predicted segment PNG folder."),
+    unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT categories' 'split' field."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + PQ per-class table as JSON."),
+) -> None:
+    """Score ONE panoptic prediction on all three tasks: PQ/SQ/RQ, mask mAP@0.5 + R@100, mIoU."""
+    from zeroseg.metrics.universal import evaluate_files
+
+    try:
+        flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen)
+    except ZerosegError as exc:
+        _fail(exc)
+    _write_metrics(flat, table, json_out)
+
+
+@app.command()
+def ap(
+    gt_json: Path = typer.Argument(..., help="COCO instances ground-truth JSON."),
+    results_json: Path = typer.Argument(..., help="COCO results JSON (RLE masks, scores)."),
+    unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics as JSON."),
+) -> None:
+    """Instance segmentation: mask mAP@0.5 and Recall@100 (pycocotools), seen / unseen / HM."""
+    import json as _json
+
+    from zeroseg.data.panoptic import Category
+    from zeroseg.errors import DataError
+    from zeroseg.metrics.instance import instance_files
+    from zeroseg.metrics.panoptic import unseen_ids_of
+
+    try:
+        try:
+            raw = _json.loads(gt_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{gt_json}: cannot read COCO instances JSON: {exc}") from exc
+        cats = {c["id"]: Category(c["id"], c["name"], True, c) for c in raw.get("categories", [])}
+        flat = instance_files(gt_json, results_json, unseen_ids_of(cats, unseen, gt_json))
+    except ZerosegError as exc:
+        _fail(exc)
+    _write_metrics(flat, None, json_out)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

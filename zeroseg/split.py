@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from zeroseg.atomic import atomic_dir, write_json
-from zeroseg.data.panoptic import PanopticDataset, check_ids_match, default_png_dir, load_panoptic, read_id_png
+from zeroseg.data.panoptic import Category, PanopticDataset, check_ids_match, default_png_dir, load_panoptic, read_id_png
 from zeroseg.errors import ConfigError, DataError, LeakError
 from zeroseg.presets import PRESETS, resolve_unseen
 from zeroseg.synth import check_attribute_coverage
@@ -45,9 +45,10 @@ class SplitResult:
                 "unseen_images": self.num_unseen_images, "unseen_classes": len(self.unseen_classes)}
 
 
-def match_class_names(ds: PanopticDataset, names: tuple[str, ...]) -> dict[str, int]:
-    """Class name -> category id; unknown names raise with the closest known names."""
-    by_name = {c.name: c.id for c in ds.categories.values()}
+def match_class_names(categories: dict[int, Category], names: tuple[str, ...], source: object) -> dict[str, int]:
+    """Class name -> category id; unknown names raise with the closest known names (``source``
+    names the file the categories came from)."""
+    by_name = {c.name: c.id for c in categories.values()}
     out, problems = {}, []
     for n in names:
         if n in by_name:
@@ -57,7 +58,7 @@ def match_class_names(ds: PanopticDataset, names: tuple[str, ...]) -> dict[str, 
             problems.append(f"{n!r} (close: {', '.join(close) if close else 'none'})")
     if problems:
         raise ConfigError(
-            f"{ds.path}: unknown unseen class name(s): {'; '.join(problems)}. "
+            f"{source}: unknown unseen class name(s): {'; '.join(problems)}. "
             f"Presets: {', '.join(sorted(PRESETS))}"
         )
     return out
@@ -84,7 +85,7 @@ def split_dataset(
     annotation_json = Path(annotation_json)
     ds = load_panoptic(annotation_json)
     names = resolve_unseen(unseen)
-    unseen_ids = set(match_class_names(ds, names).values())
+    unseen_ids = set(match_class_names(ds.categories, names, ds.path).values())
     if all("attributes" in c.raw for c in ds.categories.values()):
         check_attribute_coverage([c.raw for c in ds.categories.values()], names)
     png_dir = Path(png_dir) if png_dir is not None else default_png_dir(annotation_json)
@@ -128,7 +129,7 @@ def check_no_leak(
     belongs to an unseen class. Returns the number of images checked."""
     seen = load_panoptic(seen_json)
     ref = load_panoptic(reference_json)
-    unseen_ids = set(match_class_names(ref, resolve_unseen(unseen)).values())
+    unseen_ids = set(match_class_names(ref.categories, resolve_unseen(unseen), ref.path).values())
     leaks = []
     for iid in seen.images:
         if iid not in ref.annotations:

@@ -1,0 +1,249 @@
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from typer.testing import CliRunner
+
+from tests.conftest import COCO_JSON, COCO_PNG, read_json, write_json
+from zeroseg.cli import app
+from zeroseg.data.panoptic import Category, id2rgb, load_panoptic, read_id_png
+from zeroseg.errors import DataError
+from zeroseg.metrics.panoptic import PanopticEvaluator, pq_files
+from zeroseg.metrics.perturb import KINDS, perturb_folder
+from zeroseg.metrics.semantic import SemanticEvaluator
+from zeroseg.metrics.summary import harmonic_mean
+from zeroseg.metrics.universal import UniversalEvaluator, evaluate_files
+
+
+def _reference(gt_json, gt_dir, pred_json, pred_dir):
+    from panopticapi.evaluation import pq_compute_single_core
+
+    gt = read_json(gt_json)
+    cats = {c["id"]: c for c in gt["categories"]}
+    preds = {a["image_id"]: a for a in read_json(pred_json)["annotations"]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        stat = pq_compute_single_core(0, [(a, preds[a["image_id"]]) for a in gt["annotations"]], str(gt_dir), str(pred_dir), cats)
+    return stat, cats
+
+
+@pytest.mark.parametrize("kinds", [(k,) for k in KINDS] + [KINDS])
+def test_pq_equals_panopticapi(coco_mini, tmp_path, kinds):
+    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=len(kinds), kinds=kinds, strength=0.6)
+    ours = pq_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
+    stat, cats = _reference(COCO_JSON, COCO_PNG, pj, pd_)
+    for isthing, key in ((None, "pq"), (True, "pq_things"), (False, "pq_stuff")):
+        ref, per = stat.pq_average(cats, isthing)
+        assert ours.flat()[key] == pytest.approx(ref["pq"], abs=1e-9)
+    _, per = stat.pq_average(cats, None)
+    for cid, r in per.items():
+        st = stat.pq_per_cat[cid]
+        mine = ours.per_class.get(cid)
+        if st.tp + st.fp + st.fn == 0:
+            assert mine is None
+            continue
+        assert (mine["tp"], mine["fp"], mine["fn"]) == (st.tp, st.fp, st.fn)
+        for m in ("pq", "sq", "rq"):
+            assert mine[m] == pytest.approx(r[m], abs=1e-9)
+
+
+def test_pq_equals_public_pq_compute(coco_mini, tmp_path):
+    from panopticapi.evaluation import pq_compute
+
+    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=7)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = pq_compute(str(COCO_JSON), str(pj), str(COCO_PNG), str(pd_))
+    flat = pq_files(COCO_JSON, COCO_PNG, pj, pd_).flat()
+    for name, suffix in (("All", ""), ("Things", "_things"), ("Stuff", "_stuff")):
+        for m in ("pq", "sq", "rq"):
+            assert flat[m + suffix] == pytest.approx(ref[name][m], abs=1e-9)
+
+
+def test_perfect_prediction(coco_mini):
+    flat = pq_files(COCO_JSON, COCO_PNG, COCO_JSON, COCO_PNG, "coco-zsp").flat()
+    assert flat["pq"] == flat["pq_seen"] == flat["pq_unseen"] == flat["pq_hm"] == 1.0
+
+
+def test_segm_ap50_equals_pycocotools(coco_mini, tmp_path):
+    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=3)
+    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
+    # independent: build the same instances files and run COCOeval on them as a user would
+    cats = load_panoptic(COCO_JSON).categories
+    ev = UniversalEvaluator(cats)
+    from zeroseg.metrics.panoptic import iter_panoptic_pairs
+
+    for args in iter_panoptic_pairs(COCO_JSON, COCO_PNG, pj, pd_):
+        ev.add(*args)
+    write_json(tmp_path / "gt.json", ev.instance_ground_truth())
+    write_json(tmp_path / "res.json", ev.results)
+    with contextlib.redirect_stdout(io.StringIO()):
+        cgt = COCO(str(tmp_path / "gt.json"))
+        e = COCOeval(cgt, cgt.loadRes(str(tmp_path / "res.json")), "segm")
+        e.evaluate(); e.accumulate(); e.summarize()
+    assert flat["map50"] == pytest.approx(e.stats[1], abs=1e-12)
+    assert 0 < flat["map50_unseen"] < 1 and 0 < flat["r100_seen"] <= 1
+    r = CliRunner().invoke(app, ["ap", str(tmp_path / "gt.json"), str(tmp_path / "res.json"), "--json", str(tmp_path / "ap.json")])
+    assert r.exit_code == 0, r.output
+    assert read_json(tmp_path / "ap.json")["map50"] == pytest.approx(e.stats[1], abs=1e-12)
+
+
+def test_semantic_against_brute_force(coco_mini, tmp_path):
+    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=4)
+    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
+    gt = load_panoptic(COCO_JSON)
+    preds = {a["image_id"]: a for a in read_json(pj)["annotations"]}
+    inter, union, gtpix = {}, {}, {}
+    for iid, ann in gt.annotations.items():
+        g = read_id_png(COCO_PNG, ann)
+        p = read_id_png(pd_, preds[iid])
+        gsem = np.zeros(g.shape, int)
+        psem = np.zeros(g.shape, int)
+        for s in ann["segments_info"]:
+            gsem[g == s["id"]] = s["category_id"]
+        for s in preds[iid]["segments_info"]:
+            psem[p == s["id"]] = s["category_id"]
+        valid = gsem > 0
+        for c in set(np.unique(gsem[valid])) | set(np.unique(psem[valid])) - {0}:
+            gm, pm = (gsem == c) & valid, (psem == c) & valid
+            inter[c] = inter.get(c, 0) + (gm & pm).sum()
+            union[c] = union.get(c, 0) + (gm | pm).sum()
+            gtpix[c] = gtpix.get(c, 0) + gm.sum()
+    ious = [inter[c] / union[c] for c in inter if gtpix[c] > 0]
+    assert flat["miou"] == pytest.approx(np.mean(ious), abs=1e-12)
+
+
+# ---- bad input --------------------------------------------------------------------------
+
+@pytest.fixture
+def pred_copy(synth_copy, tmp_path):
+    js = synth_copy / "annotations" / "panoptic_val.json"
+    pj, pd_ = perturb_folder(js, js.with_suffix(""), tmp_path / "pred", seed=0, strength=0.3)
+    return js, js.with_suffix(""), pj, pd_
+
+
+def test_missing_prediction_png(pred_copy):
+    js, gd, pj, pd_ = pred_copy
+    name = read_json(pj)["annotations"][2]["file_name"]
+    (pd_ / name).unlink()
+    with pytest.raises(DataError, match=rf"{name}: prediction PNG missing for image 1000003"):
+        pq_files(js, gd, pj, pd_)
+
+
+def test_pred_json_segment_absent_from_png(pred_copy):
+    js, gd, pj, pd_ = pred_copy
+    d = read_json(pj)
+    d["annotations"][1]["segments_info"].append({"id": 99999, "category_id": 1})
+    write_json(pj, d)
+    with pytest.raises(DataError, match=r"image 1000002: predicted segments_info id\(s\) \[99999\] are absent from the PNG"):
+        pq_files(js, gd, pj, pd_)
+
+
+def test_pred_png_segment_absent_from_json(pred_copy):
+    js, gd, pj, pd_ = pred_copy
+    d = read_json(pj)
+    gone = d["annotations"][0]["segments_info"].pop()
+    write_json(pj, d)
+    with pytest.raises(DataError, match=rf"image 1000001: predicted PNG segment id\(s\) \[{gone['id']}\] are not in segments_info"):
+        pq_files(js, gd, pj, pd_)
+
+
+def test_unknown_predicted_category(pred_copy):
+    js, gd, pj, pd_ = pred_copy
+    d = read_json(pj)
+    d["annotations"][0]["segments_info"][0]["category_id"] = 4242
+    write_json(pj, d)
+    with pytest.raises(DataError, match="image 1000001: predicted segment .* unknown category_id 4242"):
+        pq_files(js, gd, pj, pd_)
+
+
+def test_mismatched_sizes(pred_copy):
+    js, gd, pj, pd_ = pred_copy
+    a = read_json(pj)["annotations"][0]
+    Image.open(pd_ / a["file_name"]).crop((0, 0, 60, 64)).save(pd_ / a["file_name"])
+    with pytest.raises(DataError, match=r"image 1000001: prediction is 60x64 but ground truth is 64x64"):
+        pq_files(js, gd, pj, pd_)
+
+
+def test_duplicate_prediction_image_ids(pred_copy):
+    js, gd, pj, pd_ = pred_copy
+    d = read_json(pj)
+    d["annotations"].append(d["annotations"][0])
+    write_json(pj, d)
+    with pytest.raises(DataError, match=r"pred.json: annotations\[12\]: duplicate image_id 1000001"):
+        pq_files(js, gd, pj, pd_)
+    r = CliRunner().invoke(app, ["pq", str(js), str(gd), str(pj), str(pd_)])
+    assert r.exit_code == 2 and "duplicate image_id" in r.output
+
+
+def test_missing_prediction_for_image(pred_copy):
+    js, gd, pj, pd_ = pred_copy
+    d = read_json(pj)
+    d["annotations"].pop(5)
+    write_json(pj, d)
+    with pytest.raises(DataError, match="no prediction for image 1000006"):
+        pq_files(js, gd, pj, pd_)
+
+
+# ---- edge cases -------------------------------------------------------------------------
+
+def _cats():
+    return {1: Category(1, "a", True, {}), 2: Category(2, "b", True, {}), 3: Category(3, "c", False, {})}
+
+
+def test_image_with_no_segments_and_class_only_in_predictions():
+    ev = UniversalEvaluator(_cats(), unseen_ids={2})
+    empty = np.zeros((8, 8), np.uint32)
+    ev.add(1, empty, [], empty, [])  # nothing at all
+    gt = np.zeros((8, 8), np.uint32); gt[:6] = 5
+    pred = np.zeros((8, 8), np.uint32); pred[:4] = 5; pred[4:] = 9  # id 9: half on GT, half on VOID
+    ev.add(2, gt, [{"id": 5, "category_id": 1, "area": 48, "iscrowd": 0}], pred,
+           [{"id": 5, "category_id": 1}, {"id": 9, "category_id": 2, "score": 0.5}])
+    m = ev.metrics()
+    res = ev.panoptic.result()
+    assert res.per_class[2] == {"pq": 0.0, "sq": 0.0, "rq": 0.0, "tp": 0, "fp": 1, "fn": 0}
+    assert m["pq_seen"] == pytest.approx(2 / 3) and m["pq_unseen"] == 0.0 and m["pq_hm"] == 0.0
+    assert 3 not in res.per_class  # no TP+FP+FN: left out of the means
+    assert m["miou_unseen"] is None  # class 2 has no ground-truth pixels: absent, not 0
+
+
+def test_no_unseen_class_in_ground_truth_is_absent():
+    ev = UniversalEvaluator(_cats(), unseen_ids={2})
+    gt = np.zeros((8, 8), np.uint32); gt[:4] = 5
+    ev.add(1, gt, [{"id": 5, "category_id": 1, "area": 32, "iscrowd": 0}], gt, [{"id": 5, "category_id": 1}])
+    m = ev.metrics()
+    for k in ("pq", "sq", "rq", "map50", "r100", "miou"):
+        assert m[f"{k}_seen"] == pytest.approx(1.0)
+        assert m[f"{k}_unseen"] is None and m[f"{k}_hm"] is None
+
+
+def test_harmonic_mean():
+    assert harmonic_mean(0.0, 0.0) == 0.0
+    assert harmonic_mean(0.5, None) is None
+    assert harmonic_mean(0.6, 0.2) == pytest.approx(0.3)
+
+
+def test_crowd_and_void_rules():
+    """A prediction mostly on VOID or on a crowd region of its class is not a FP; crowd GT is no FN."""
+    cats = _cats()
+    ev = PanopticEvaluator(cats)
+    gt = np.zeros((10, 10), np.uint32)
+    gt[:, :5] = 7  # crowd of class 1
+    pred = np.zeros((10, 10), np.uint32)
+    pred[:, :4] = 1  # class 1 on the crowd region -> ignored
+    pred[:, 6:] = 2  # class 2 on VOID -> ignored
+    ev.add(1, gt, [{"id": 7, "category_id": 1, "area": 50, "iscrowd": 1}], pred,
+           [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2}])
+    assert ev.result().per_class == {}
+
+
+def test_cli_pq_json(pred_copy, tmp_path):
+    js, gd, pj, pd_ = pred_copy
+    r = CliRunner().invoke(app, ["pq", str(js), str(gd), str(pj), str(pd_), "--unseen", "synth-default", "--json", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    m = read_json(tmp_path / "m.json")
+    assert {"pq", "sq", "rq", "pq_things", "pq_stuff", "pq_seen", "pq_unseen", "pq_hm", "sq_hm", "rq_hm"} <= set(m)
+    assert {row["split"] for row in m["per_class"]} == {"seen", "unseen"}
