@@ -82,6 +82,34 @@ def check_leak(
     out.print(f"no leak: {n} images checked, none contains an unseen pixel")
 
 
+@app.command("embed-classes")
+def embed_classes_cmd(
+    categories_json: Path = typer.Argument(..., help="Any COCO-format JSON with 'categories' (e.g. split's *_all.json)."),
+    source: str = typer.Option("minilm", help="minilm | clip | word2vec | glove | table | attributes; 'clip+word2vec' concatenates."),
+    out_file: Path = typer.Option(..., "--out", help="Output Parquet file."),
+    params: Optional[Path] = typer.Option(None, help="params.yaml whose 'embed' section gives templates, model paths, ...; --source overrides its source."),
+    clip_model: Optional[str] = typer.Option(None, help="Local CLIP folder or hub name."),
+    word_vectors: Optional[Path] = typer.Option(None, help="gensim KeyedVectors file (word2vec / GloVe)."),
+    table: Optional[Path] = typer.Option(None, help="Precomputed matrix (.npy/.pkl/comma text)."),
+    table_names: Optional[Path] = typer.Option(None, help="The table's class names, one a line."),
+) -> None:
+    """Embed class names: one L2-normalised vector per class, written as Parquet."""
+    import dataclasses
+
+    from zeroseg.config import load_section
+    from zeroseg.embed.classes import EmbedConfig, embed_classes
+
+    try:
+        cfg = load_section(params, "embed", EmbedConfig) if params else EmbedConfig()
+        overrides = {"source": source, "clip_model": clip_model, "word_vectors": word_vectors and str(word_vectors),
+                     "table": table and str(table), "table_names": table_names and str(table_names)}
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        df = embed_classes(categories_json, cfg, out_file)
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"{len(df)} classes embedded with {cfg.source} -> {out_file}")
+
+
 def _write_metrics(flat: dict, table: list | None, json_out: Optional[Path]) -> None:
     from rich.table import Table
 

@@ -1,0 +1,1 @@
+"""Class-name embeddings: the semantic space a_c of every class."""
