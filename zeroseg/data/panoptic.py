@@ -163,7 +163,7 @@ def read_image(image_dir: str | os.PathLike, image: dict[str, Any]) -> np.ndarra
     path = Path(image_dir) / image["file_name"]
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
+            arr = np.array(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise DataError(f"{path}: image file missing (image {image['id']})") from exc
     except OSError as exc:

@@ -1,0 +1,25 @@
+"""Stage eval_segmenter: the segmenter's own seen head scored on the stored validation
+features and masks (params section `inference`) -> flat metrics JSON.
+
+cmd: python stages/eval_segmenter.py CHECKPOINT STORE GT_JSON GT_DIR SPLIT_CATEGORIES_JSON METRICS_JSON
+"""
+
+import argparse
+
+from zeroseg import stage
+from zeroseg.atomic import write_json
+from zeroseg.evaluate.heads import InferenceConfig, evaluate_segmenter
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for name in ("checkpoint", "store", "gt_json", "gt_dir", "split_categories_json", "metrics_json"):
+        ap.add_argument(name)
+    a = ap.parse_args()
+    flat = evaluate_segmenter(a.checkpoint, a.store, a.gt_json, a.gt_dir, a.split_categories_json,
+                              stage.section("inference", InferenceConfig))
+    write_json(a.metrics_json, {f"segmenter.{k}": v for k, v in flat.items()})
+
+
+if __name__ == "__main__":
+    stage.run(main)

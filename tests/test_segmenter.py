@@ -1,0 +1,236 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from tests.conftest import COCO_JSON, COCO_MINI, ROOT, read_json, write_json
+from zeroseg.errors import DataError
+from zeroseg.features.dump import DumpConfig, dump_features
+from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
+from zeroseg.segmenter.data import PanopticSegments
+from zeroseg.segmenter.matcher import hungarian, mask_iou, match_cost
+from zeroseg.segmenter.model import SegmenterConfig, load_checkpoint, model_from_checkpoint
+from zeroseg.segmenter.train import train_segmenter
+from zeroseg.split import split_dataset
+
+TINY = dict(backbone_widths=(16, 32, 64, 64), backbone_stem=16, num_queries=8, hidden_dim=32, encoder_layers=1,
+            decoder_layers=2, heads=2, ffn_dim=64, image_size=64, batch_size=2, iterations=3, warmup=1,
+            checkpoint_every=2, train_num_points=256)
+
+
+# ---- matching ---------------------------------------------------------------------------
+
+def test_hungarian_recovers_the_obvious_assignment():
+    P = 16
+    gt = torch.zeros(3, P)
+    gt[0, :5], gt[1, 5:10], gt[2, 10:] = 1, 1, 1
+    logits = torch.full((4, P), -8.0)
+    logits[2, :5] = 8  # query 2 = segment 0
+    logits[0, 5:10] = 8  # query 0 = segment 1
+    logits[3, 10:] = 8  # query 3 = segment 2
+    probs = torch.full((4, 4), 0.1)
+    labels = torch.tensor([0, 1, 2])
+    q, g = hungarian(match_cost(probs, logits, labels, gt))
+    assert dict(zip(g.tolist(), q.tolist())) == {0: 2, 1: 0, 2: 3}
+    iou = mask_iou(logits > 0, gt > 0.5)
+    assert iou[2, 0] == 1 and iou[0, 1] == 1 and iou[1].sum() == 0
+
+
+def test_class_cost_decides_between_equal_masks_and_unknown_classes_use_masks_only():
+    gt = torch.ones(1, 4)
+    logits = torch.full((2, 4), 5.0)
+    probs = torch.tensor([[0.1, 0.8, 0.1], [0.8, 0.1, 0.1]])
+    q, g = hungarian(match_cost(probs, logits, torch.tensor([0]), gt))
+    assert q.tolist() == [1]  # query 1 is confident in class 0
+    c = match_cost(probs, logits, torch.tensor([-1]), gt)
+    assert c[0, 0] == c[1, 0]  # no class term for a class the model does not know
+
+
+# ---- feature store ----------------------------------------------------------------------
+
+def _records(q, label0):
+    return {"label": np.array([label0] + [-1] * (q - 1), np.int32), "mask_iou": np.linspace(0, 1, q, dtype=np.float32),
+            "score": np.full(q, 0.5, np.float32), "query_index": np.arange(q, dtype=np.int16)}
+
+
+def test_store_roundtrip_across_shards(tmp_path):
+    rng = np.random.default_rng(0)
+    tmp = tmp_path / ".store.tmp"
+    feats = {}
+    for shard, ids in (("rank-000", [1, 3, 5]), ("rank-001", [2, 4])):
+        w = ShardWriter(tmp, shard, dim=6, dtype="float32", chunk_rows=5)
+        for i in ids:
+            feats[i] = rng.normal(size=(4, 6)).astype(np.float32)
+            w.add_image(i, feats[i], _records(4, i % 2 + 7))
+        w.close()
+    assert not (tmp_path / "store").exists()  # not visible before finalize
+    finalize_store(tmp, tmp_path / "store", {"dim": 6})
+    st = FeatureStore(tmp_path / "store")
+    assert st.num_rows == 20 and len(st.index) == 5 and not tmp.exists()
+    rows = np.array([19, 0, 7, 7, 12])
+    got = st.features(rows)
+    all_feats = np.concatenate([feats[i] for i in (1, 3, 5, 2, 4)])
+    assert np.array_equal(got, all_feats[rows])
+    assert sorted(st.labels[st.labels >= 0].tolist()) == [7, 7, 8, 8, 8]
+    f, l = next(st.class_batches([7, 8], 3, np.random.default_rng(1)))
+    assert f.shape == (6, 6) and l.tolist() == [7, 7, 7, 8, 8, 8]
+    seq = np.concatenate([b for b, _ in st.iter_sequential(batch_rows=7)])
+    assert np.array_equal(seq, all_feats)
+
+
+def test_aborted_shard_leaves_nothing(tmp_path):
+    w = ShardWriter(tmp_path / "s", "rank-000", dim=2)
+    w.add_image(1, np.ones((2, 2), np.float32), _records(2, 1))
+    w.abort()
+    assert list((tmp_path / "s" / "shards").iterdir()) == []
+    with pytest.raises(DataError, match="not a finished feature store"):
+        FeatureStore(tmp_path / "s")
+
+
+def test_store_rejects_non_finite_features(tmp_path):
+    w = ShardWriter(tmp_path / "s", "rank-000", dim=2)
+    with pytest.raises(DataError, match="image 9: non-finite features"):
+        w.add_image(9, np.array([[np.nan, 0.0]], np.float32), _records(1, 1))
+
+
+# ---- training, checkpoints, dump --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_synth):
+    d = tmp_path_factory.mktemp("seg")
+    split = split_dataset(tiny_synth / "annotations" / "panoptic_train.json", "synth-default", d / "split")
+    cfg = SegmenterConfig(**TINY)
+    res = train_segmenter(cfg, split.seen_json, tiny_synth / "train", d / "model",
+                          tiny_synth / "annotations" / "panoptic_train", d / "live", show_progress=False)
+    return d, split, res, cfg
+
+
+def test_checkpoint_stores_config_and_classes(trained):
+    d, split, res, cfg = trained
+    ck = torch.load(res.checkpoint, weights_only=True)
+    assert ck["config"]["num_queries"] == 8 and ck["step"] == 3
+    seen = [c for c in read_json(split.all_json)["categories"] if c["split"] == "seen"]
+    assert [c["id"] for c in ck["classes"]] == [c["id"] for c in seen]
+    model, cfg2, classes = model_from_checkpoint(res.checkpoint)
+    assert cfg2 == cfg and model.config.num_labels == len(seen)
+    assert (d / "live" / "metrics.json").exists()
+
+
+def test_resume_from_last_checkpoint(trained, tiny_synth, tmp_path):
+    d, split, res, cfg = trained
+    import dataclasses
+
+    cfg5 = dataclasses.replace(cfg, iterations=5, checkpoint_every=2)
+    out = tmp_path / "m"
+    train_segmenter(cfg5, split.seen_json, tiny_synth / "train", out, tiny_synth / "annotations" / "panoptic_train",
+                    show_progress=False)
+    full = torch.load(out / "model.pt", weights_only=True)
+    # simulate an interruption after step 4: a last.pt from a run stopped there
+    out2 = tmp_path / "m2"
+    cfg4 = dataclasses.replace(cfg5, iterations=4, checkpoint_every=4)
+    train_segmenter(cfg4, split.seen_json, tiny_synth / "train", out2, tiny_synth / "annotations" / "panoptic_train",
+                    show_progress=False)
+    ck = torch.load(out2 / "model.pt", weights_only=True)
+    ck["config"] = dataclasses.asdict(cfg5)
+    from zeroseg.segmenter.model import build_model, save_checkpoint
+
+    m = build_model(cfg5, len(ck["classes"]))
+    m.load_state_dict(ck["model"])
+    save_checkpoint(out2 / "last.pt", m, cfg5, ck["classes"], 4)
+    r = train_segmenter(cfg5, split.seen_json, tiny_synth / "train", out2, tiny_synth / "annotations" / "panoptic_train",
+                        show_progress=False)
+    assert r.resumed_from == 4 and not (out2 / "last.pt").exists()
+    assert torch.load(out2 / "model.pt", weights_only=True)["step"] == full["step"] == 5
+
+
+def test_dump_one_row_per_query(trained, tiny_synth):
+    d, split, res, cfg = trained
+    r = dump_features(res.checkpoint, split.seen_json, tiny_synth / "train", d / "feat",
+                      DumpConfig(batch_size=4), tiny_synth / "annotations" / "panoptic_train", show_progress=False)
+    n_img = len(read_json(split.seen_json)["images"])
+    st = FeatureStore(r.store)
+    assert r.images == n_img and st.num_rows == n_img * 8 and st.dim == 32
+    assert set(st.column("query_index").tolist()) == set(range(8))
+    seen_ids = {c["id"] for c in st.meta["classes"]}
+    assert set(st.labels[st.labels >= 0].tolist()) <= seen_ids
+    per_image = np.bincount(np.unique(st.column("image_id"), return_inverse=True)[1])
+    assert (per_image == 8).all()
+    # validation dump keeps masks; unseen classes get labels too (mask cost only)
+    rv = dump_features(res.checkpoint, split.unseen_json, tiny_synth / "train", d / "feat_unseen",
+                       DumpConfig(batch_size=4), tiny_synth / "annotations" / "panoptic_train", keep_masks=True,
+                       show_progress=False)
+    sv = FeatureStore(rv.store)
+    masks = next(sv.mask_shards())["masks"]
+    assert masks.shape == (rv.images, 8, 16, 16)
+    unseen = {c["id"] for c in read_json(split.all_json)["categories"] if c["split"] == "unseen"}
+    assert set(sv.labels.tolist()) & unseen
+
+
+def test_checkpoint_from_other_class_list(trained):
+    d, split, res, cfg = trained
+    ck = load_checkpoint(res.checkpoint)
+    other = ck["classes"][:-1]
+    with pytest.raises(DataError, match="trained on a different class list"):
+        load_checkpoint(res.checkpoint, expect_classes=other)
+
+
+def test_corrupt_image_and_size_mismatch(synth_copy, tmp_path):
+    js = synth_copy / "annotations" / "panoptic_train.json"
+    d = read_json(js)
+    classes = [{"id": c["id"], "name": c["name"], "isthing": c["isthing"]} for c in d["categories"]]
+    (synth_copy / "train" / d["images"][0]["file_name"]).write_bytes(b"not a jpeg")
+    ds = PanopticSegments(js, synth_copy / "train", classes, 64)
+    with pytest.raises(DataError, match=r"000000000001\.jpg: unreadable or corrupt image \(image 1\)"):
+        ds[0]
+    Image.new("RGB", (50, 64)).save(synth_copy / "train" / d["images"][1]["file_name"])
+    with pytest.raises(DataError, match=r"000000000002\.jpg: image is 50x64 but the JSON says width x height 64x64"):
+        ds[1]
+
+
+def test_trains_on_real_coco(coco_mini, tmp_path):
+    split = split_dataset(COCO_JSON, "coco-zsp", tmp_path / "split")
+    cfg = SegmenterConfig(**dict(TINY, image_size=128, iterations=2))
+    r = train_segmenter(cfg, split.seen_json, COCO_MINI / "train2017", tmp_path / "m", show_progress=False,
+                        png_dir=COCO_MINI / "annotations" / "panoptic_train2017")
+    ck = load_checkpoint(r.checkpoint)
+    assert len(ck["classes"]) == 133 - 14 and np.isfinite(r.final_loss)
+
+
+# ---- torchrun (gloo) -------------------------------------------------------------------
+
+def test_torchrun_two_processes_train_and_dump_like_one(trained, tiny_synth, tmp_path):
+    d, split, res, cfg = trained
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "segmenter": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()},
+        "dump": {"batch_size": 4, "dtype": "float32", "chunk_rows": 64}}))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    pngs = tiny_synth / "annotations" / "panoptic_train"
+    subprocess.run(run + [str(ROOT / "stages/train_segmenter.py"), str(split.seen_json), str(tiny_synth / "train"),
+                          str(pngs), str(tmp_path / "m"), str(tmp_path / "live")], cwd=tmp_path, env=env, check=True,
+                   timeout=300)
+    assert load_checkpoint(tmp_path / "m" / "model.pt")["step"] == 3
+    subprocess.run(run + [str(ROOT / "stages/dump_features.py"), str(res.checkpoint), str(split.seen_json),
+                          str(tiny_synth / "train"), str(pngs), str(tmp_path / "ddp")], cwd=tmp_path, env=env,
+                   check=True, timeout=300)
+    two = FeatureStore(tmp_path / "ddp")
+    assert sorted(s.name for s in two.shards) == ["rank-000", "rank-001"]
+    one = FeatureStore(dump_features(res.checkpoint, split.seen_json, tiny_synth / "train", tmp_path / "single",
+                                     DumpConfig(batch_size=4, dtype="float32"), pngs, show_progress=False).store)
+
+    def rows(st):
+        key = st.column("image_id") * 100 + st.column("query_index")
+        o = np.argsort(key)
+        return key[o], st.labels[o], st.features(o)
+
+    k1, l1, f1 = rows(one)
+    k2, l2, f2 = rows(two)
+    assert np.array_equal(k1, k2) and np.array_equal(l1, l2)
+    assert np.allclose(f1, f2, atol=1e-5)

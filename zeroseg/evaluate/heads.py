@@ -1,0 +1,109 @@
+"""Panoptic predictions and universal scores from a feature store with masks and a linear
+class head: re-classifying never re-runs the backbone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zeroseg.data.panoptic import load_panoptic
+from zeroseg.errors import DataError
+from zeroseg.features.store import FeatureStore
+from zeroseg.metrics.panoptic import read_ids
+from zeroseg.metrics.universal import UniversalEvaluator
+from zeroseg.segmenter.inference import panoptic_inference, upsample_masks
+
+
+@dataclass(frozen=True)
+class Head:
+    """A linear classifier over K classes + no-object: weight (K + 1, D), bias (K + 1,)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    class_ids: list[int]  # category id of each of the first K outputs
+    isthing: list[bool]
+
+    def probs(self, feats: torch.Tensor) -> torch.Tensor:
+        """(Q, D) -> (Q, K + 1) softmax probabilities."""
+        return (feats @ self.weight.T + self.bias).softmax(-1)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """params.yaml section ``inference``: Mask2Former's panoptic post-processing."""
+
+    object_threshold: float = 0.5  # keep a query when its best class probability exceeds this
+    overlap_threshold: float = 0.8  # drop a segment when less than this share of its mask survives
+
+
+def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = InferenceConfig()
+                  ) -> Iterator[tuple[int, np.ndarray, list[dict]]]:
+    """(image_id, ids (H, W), segments_info) for every image whose masks the store kept."""
+    image_size = int(store.meta["image_size"])
+    groups = list(store.mask_shards())
+    if not groups:
+        raise DataError(f"{store.path}: the store has no masks (dump it with keep_masks)")
+    row_of = {int(r.image_id): (r.shard, int(r.row_start), int(r.row_count)) for r in store.index.itertuples()}
+    shard_groups = {s.name: s.group for s in store.shards}
+    for g in groups:
+        ids_ = g["mask_image_id"][:]
+        valid, orig = g["valid"][:], g["orig_size"][:]
+        for i, image_id in enumerate(ids_):
+            shard, start, count = row_of[int(image_id)]
+            feats = torch.from_numpy(shard_groups[shard]["features"][start:start + count].astype(np.float32))
+            masks = torch.from_numpy(g["masks"][i].astype(np.float32))
+            logits = upsample_masks(masks, image_size, tuple(valid[i]), tuple(orig[i]))
+            ids, segs = panoptic_inference(head.probs(feats), logits, head.class_ids, head.isthing,
+                                           cfg.object_threshold, cfg.overlap_threshold)
+            yield int(image_id), ids, segs
+
+
+def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
+                  unseen_ids: set[int] | None, cfg: InferenceConfig = InferenceConfig()) -> tuple[dict, list[dict]]:
+    """Universal metrics (flat) and the PQ per-class table of ``head`` on the stored images."""
+    gt = load_panoptic(gt_json)
+    ev = UniversalEvaluator(gt.categories, unseen_ids)
+    done = set()
+    for image_id, ids, segs in predict_store(store, head, cfg):
+        ann = gt.annotations.get(image_id)
+        if ann is None:
+            raise DataError(f"{store.path}: image {image_id} is not in {gt_json}")
+        g = read_ids(Path(gt_dir) / ann["file_name"], "ground-truth", image_id)
+        ev.add(image_id, g, ann["segments_info"], ids.astype(np.uint32), segs)
+        done.add(image_id)
+    missing = set(gt.annotations) - done
+    if missing:
+        raise DataError(f"{store.path}: no stored masks for {len(missing)} ground-truth images, e.g. {sorted(missing)[:3]}")
+    return ev.metrics(), ev.panoptic.result().table()
+
+
+def segmenter_head(checkpoint: str | os.PathLike) -> Head:
+    """The trained segmenter's own class head (seen classes + no-object)."""
+    from zeroseg.segmenter.model import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    sd = ck["model"]
+    return Head(sd["class_predictor.weight"].float(), sd["class_predictor.bias"].float(),
+                [c["id"] for c in ck["classes"]], [bool(c["isthing"]) for c in ck["classes"]])
+
+
+def unseen_from_split(split_categories_json: str | os.PathLike) -> set[int]:
+    """Unseen category ids from the ``split`` field written by ``zeroseg split``."""
+    cats = load_panoptic(split_categories_json).categories
+    if not all("split" in c.raw for c in cats.values()):
+        raise DataError(f"{split_categories_json}: categories lack the 'split' field (use zeroseg split's *_all.json)")
+    return {cid for cid, c in cats.items() if c.raw["split"] == "unseen"}
+
+
+def evaluate_segmenter(checkpoint: str | os.PathLike, store: str | os.PathLike, gt_json: str | os.PathLike,
+                       gt_dir: str | os.PathLike, split_categories_json: str | os.PathLike,
+                       cfg: InferenceConfig = InferenceConfig()) -> dict:
+    """Universal metrics of the segmenter alone (it can only predict seen classes)."""
+    flat, _ = evaluate_head(FeatureStore(store), segmenter_head(checkpoint), gt_json, gt_dir,
+                            unseen_from_split(split_categories_json), cfg)
+    return flat

@@ -1,0 +1,125 @@
+"""Dump per-query class embeddings of a trained segmenter to a feature store.
+
+Every query of every image becomes one record: its decoder embedding (the vector the class
+head reads), the category of the ground-truth segment it is Hungarian-matched to (training
+cost; -1 = no object), its mask IoU with that segment, and its best seen-class score. With
+``keep_masks`` the queries' mask logits are stored too, so later heads can be scored
+without re-running the backbone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from zeroseg.errors import ConfigError
+from zeroseg.features.store import NO_OBJECT, ShardWriter, finalize_store
+from zeroseg.segmenter.data import PanopticSegments, collate
+from zeroseg.segmenter.distributed import setup_distributed, teardown
+from zeroseg.segmenter.matcher import hungarian, mask_iou, match_cost
+from zeroseg.segmenter.model import model_from_checkpoint
+
+
+@dataclass(frozen=True)
+class DumpConfig:
+    """params.yaml section ``dump``."""
+
+    batch_size: int = 16  # images per forward pass
+    dtype: str = "float16"  # feature storage precision: float16 halves disk and I/O
+    chunk_rows: int = 4096  # rows per Zarr chunk (sequential reads)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float16", "float32"):
+            raise ConfigError(f"dump.dtype: float16 or float32, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class DumpResult:
+    store: Path
+    rows: int
+    images: int
+
+
+@torch.no_grad()
+def match_image(class_logits: torch.Tensor, mask_logits: torch.Tensor, gt_masks: torch.Tensor,
+                gt_labels: torch.Tensor, gt_cats: torch.Tensor, valid: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Records of one image's Q queries. class_logits (Q, C+1), mask_logits (Q, h, w),
+    gt_masks (n, S, S), gt_labels (n,) model class index or -1, gt_cats (n,) category ids."""
+    Q, h, w = mask_logits.shape
+    probs = class_logits.softmax(-1)
+    label = np.full(Q, NO_OBJECT, np.int32)
+    iou = np.zeros(Q, np.float32)
+    if len(gt_masks):
+        small = F.adaptive_avg_pool2d(gt_masks[None], (h, w))[0].flatten(1)
+        cost = match_cost(probs, mask_logits.flatten(1), gt_labels, small)
+        q, g = hungarian(cost)
+        S = gt_masks.shape[-1]
+        up = F.interpolate(mask_logits[None], size=(S, S), mode="bilinear", align_corners=False)[0]
+        vh, vw = valid
+        ious = mask_iou((up[:, :vh, :vw] > 0).flatten(1), (gt_masks[:, :vh, :vw] > 0.5).flatten(1))
+        label[q] = gt_cats[g].numpy().astype(np.int32)
+        iou[q] = ious[q, g].numpy()
+    return {"label": label, "mask_iou": iou, "score": probs[:, :-1].max(-1).values.numpy().astype(np.float32),
+            "query_index": np.arange(Q, dtype=np.int16)}
+
+
+def dump_features(checkpoint: str | os.PathLike, annotation_json: str | os.PathLike, image_dir: str | os.PathLike,
+                  out: str | os.PathLike, cfg: DumpConfig = DumpConfig(), png_dir: str | os.PathLike | None = None,
+                  keep_masks: bool = False, show_progress: bool = True) -> DumpResult:
+    """Run the segmenter over every image of ``annotation_json`` and write the store ``out``.
+
+    Under torchrun each rank takes every world-th image and writes its own shard; rank 0
+    writes the index and renames the finished store into place."""
+    ctx = setup_distributed()
+    try:
+        return _dump(checkpoint, annotation_json, image_dir, Path(out), cfg, png_dir, keep_masks, show_progress, ctx)
+    finally:
+        teardown(ctx)
+
+
+@torch.no_grad()
+def _dump(checkpoint, annotation_json, image_dir, out, cfg, png_dir, keep_masks, show_progress, ctx) -> DumpResult:
+    model, seg_cfg, classes = model_from_checkpoint(checkpoint)
+    model.to(ctx.device)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if ctx.is_main and tmp.exists():
+        shutil.rmtree(tmp)  # an interrupted earlier dump
+    ctx.barrier()
+    data = PanopticSegments(annotation_json, image_dir, classes, seg_cfg.image_size, png_dir, strict=False)
+    data.ids = data.ids[ctx.rank::ctx.world_size]
+    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, collate_fn=collate)
+    Q, h = model.config.num_queries, seg_cfg.image_size // 4
+    writer = ShardWriter(tmp, f"rank-{ctx.rank:03d}", model.config.hidden_dim, cfg.dtype, cfg.chunk_rows,
+                         mask_shape=(Q, h, h) if keep_masks else None)
+    try:
+        for batch in tqdm(loader, desc=f"dump {Path(annotation_json).name}", disable=not (ctx.is_main and show_progress)):
+            outp = model(pixel_values=batch["pixel_values"].to(ctx.device))
+            feats = outp.transformer_decoder_last_hidden_state.float().cpu()
+            cls, masks = outp.class_queries_logits.float().cpu(), outp.masks_queries_logits.float().cpu()
+            for b, image_id in enumerate(batch["image_ids"]):
+                rec = match_image(cls[b], masks[b], batch["mask_labels"][b], batch["class_labels"][b],
+                                  batch["category_ids"][b], batch["valid"][b])
+                writer.add_image(image_id, feats[b].numpy(), rec, masks[b].numpy() if keep_masks else None,
+                                 batch["valid"][b], batch["orig_size"][b])
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    ctx.barrier()
+    if ctx.is_main:
+        meta = {"dim": model.config.hidden_dim, "dtype": cfg.dtype, "num_queries": Q, "classes": classes,
+                "checkpoint": str(checkpoint), "annotation_json": str(annotation_json), "image_size": seg_cfg.image_size,
+                "mask_shape": [Q, h, h] if keep_masks else None, "dump": asdict(cfg)}
+        finalize_store(tmp, out, meta)
+    ctx.barrier()
+    from zeroseg.features.store import FeatureStore
+
+    st = FeatureStore(out)
+    return DumpResult(out, st.num_rows, len(st.index))

@@ -1,0 +1,234 @@
+"""The per-query feature store: Zarr v3 shards + a Parquet index.
+
+Layout of a store folder::
+
+    meta.json                 dims, dtype, class list, source checkpoint, ...
+    index.parquet             one row per image: image_id, shard, row_start, row_count
+    shards/<name>/            one Zarr v3 group per writer (a DDP rank)
+        features  (N, D)      float16 / float32, chunked by rows for sequential reads
+        label     (N,)        int32 category id of the matched GT segment, -1 = no object
+        image_id  (N,)        int64
+        query_index (N,)      int16
+        mask_iou  (N,)        float32 IoU with the matched GT mask (0 when unmatched)
+        score     (N,)        float32 the segmenter's best seen-class probability
+      and, when masks are kept (validation):
+        masks     (M, Q, h, w) float16 mask logits at 1/4 input resolution
+        mask_image_id (M,), valid (M, 2), orig_size (M, 2)
+
+Each writer owns its shard (no locking) and writes it under a temporary name, renamed
+when complete; the store itself appears (rename) only once every shard and the index are
+written, so a reader never sees a half-written store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from zeroseg.atomic import write_json
+from zeroseg.errors import DataError
+
+NO_OBJECT = -1
+RECORD_FIELDS = {"label": np.int32, "image_id": np.int64, "query_index": np.int16, "mask_iou": np.float32, "score": np.float32}
+
+
+class ShardWriter:
+    """Appends per-query records (and optionally per-image masks) to one shard.
+
+    Buffers up to ``chunk_rows`` rows in memory, then appends a whole chunk to Zarr, so
+    memory stays bounded whatever the dataset size."""
+
+    def __init__(self, store_dir: str | os.PathLike, name: str, dim: int, dtype: str = "float16",
+                 chunk_rows: int = 4096, mask_shape: tuple[int, int, int] | None = None) -> None:
+        self.final = Path(store_dir) / "shards" / name
+        self.tmp = self.final.with_name(f".{name}.tmp")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.group = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
+        self.dim, self.chunk_rows = dim, chunk_rows
+        # features barely compress (float noise: ~8% with zstd) and compression costs 10x in write
+        # speed, so they are stored raw; the small per-record columns keep zarr's default codec
+        self.arrays = {"features": self.group.create_array("features", shape=(0, dim), chunks=(chunk_rows, dim),
+                                                           dtype=dtype, compressors=None)}
+        for k, dt in RECORD_FIELDS.items():
+            self.arrays[k] = self.group.create_array(k, shape=(0,), chunks=(chunk_rows,), dtype=dt)
+        self.buf: dict[str, list[np.ndarray]] = {k: [] for k in self.arrays}
+        self.buffered = 0
+        self.rows = 0
+        self.images: list[tuple[int, int, int]] = []  # (image_id, row_start, row_count)
+        self.mask_shape = mask_shape
+        if mask_shape is not None:
+            q, h, w = mask_shape
+            self.masks = self.group.create_array("masks", shape=(0, q, h, w), chunks=(16, q, h, w), dtype="float16")
+            self.mask_meta = {k: self.group.create_array(k, shape=(0,) + s, chunks=(1024,) + s, dtype="int64")
+                              for k, s in (("mask_image_id", ()), ("valid", (2,)), ("orig_size", (2,)))}
+
+    def add_image(self, image_id: int, features: np.ndarray, records: dict[str, np.ndarray],
+                  masks: np.ndarray | None = None, valid: tuple[int, int] | None = None,
+                  orig_size: tuple[int, int] | None = None) -> None:
+        """features (Q, D); records: RECORD_FIELDS without image_id, each (Q,); masks (Q, h, w)."""
+        q = features.shape[0]
+        if features.shape[1] != self.dim:
+            raise DataError(f"image {image_id}: features have dim {features.shape[1]}, store expects {self.dim}")
+        if not np.isfinite(features).all():
+            raise DataError(f"image {image_id}: non-finite features from the segmenter")
+        self.buf["features"].append(features)
+        self.buf["image_id"].append(np.full(q, image_id, np.int64))
+        for k in RECORD_FIELDS:
+            if k != "image_id":
+                self.buf[k].append(np.asarray(records[k]))
+        self.images.append((image_id, self.rows + self.buffered, q))
+        self.buffered += q
+        if masks is not None:
+            if self.mask_shape is None:
+                raise ValueError("this shard was opened without mask_shape")
+            self.masks.append(masks.astype(np.float16)[None], axis=0)
+            self.mask_meta["mask_image_id"].append(np.array([image_id]), axis=0)
+            self.mask_meta["valid"].append(np.array([valid]), axis=0)
+            self.mask_meta["orig_size"].append(np.array([orig_size]), axis=0)
+        if self.buffered >= self.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        for k, arr in self.arrays.items():
+            arr.append(np.concatenate(self.buf[k]).astype(arr.dtype), axis=0)
+            self.buf[k] = []
+        self.rows += self.buffered
+        self.buffered = 0
+
+    def close(self) -> list[tuple[int, int, int]]:
+        """Flush and move the shard into place; returns its (image_id, row_start, row_count)."""
+        self.flush()
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.tmp, self.final)
+        return self.images
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def finalize_store(tmp_store: Path, final: Path, meta: dict) -> None:
+    """Write index.parquet + meta.json from the shards present, then rename into place."""
+    rows = []
+    for shard in sorted((tmp_store / "shards").iterdir()):
+        if shard.name.startswith("."):
+            continue
+        g = zarr.open_group(str(shard), mode="r")
+        ids = g["image_id"][:]
+        if len(ids):
+            change = np.flatnonzero(np.diff(ids)) + 1
+            starts = np.concatenate([[0], change])
+            counts = np.diff(np.concatenate([starts, [len(ids)]]))
+            rows += [{"image_id": int(ids[s]), "shard": shard.name, "row_start": int(s), "row_count": int(c)}
+                     for s, c in zip(starts, counts)]
+    index = pd.DataFrame(rows, columns=["image_id", "shard", "row_start", "row_count"])
+    if index["image_id"].duplicated().any():
+        dup = index.loc[index["image_id"].duplicated(), "image_id"].tolist()[:5]
+        raise DataError(f"{tmp_store}: images {dup} were written by more than one shard")
+    index.to_parquet(tmp_store / "index.parquet", index=False)
+    write_json(tmp_store / "meta.json", dict(meta, rows=int(index["row_count"].sum()), images=len(index)))
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp_store, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass
+class _Shard:
+    name: str
+    group: zarr.Group
+    offset: int
+    rows: int
+
+
+class FeatureStore:
+    """Read API over a finished store: all labels in memory (small), features fetched on demand."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not (self.path / "meta.json").exists() or not (self.path / "index.parquet").exists():
+            raise DataError(f"{self.path}: not a finished feature store (meta.json / index.parquet missing)")
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        self.index = pd.read_parquet(self.path / "index.parquet")
+        self.shards: list[_Shard] = []
+        offset = 0
+        for name in sorted(self.index["shard"].unique()):
+            g = zarr.open_group(str(self.path / "shards" / name), mode="r")
+            n = int(g["label"].shape[0])
+            self.shards.append(_Shard(name, g, offset, n))
+            offset += n
+        self.num_rows = offset
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    def column(self, name: str) -> np.ndarray:
+        """A per-record column (label, image_id, query_index, mask_iou, score) over all shards."""
+        if name not in self._cache:
+            parts = [s.group[name][:] for s in self.shards]
+            self._cache[name] = np.concatenate(parts) if parts else np.zeros(0, RECORD_FIELDS[name])
+        return self._cache[name]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.column("label")
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), D) float32 for global row numbers ``rows`` (any order, kept)."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty((len(rows), self.dim), np.float32)
+        for s in self.shards:
+            sel = np.flatnonzero((rows >= s.offset) & (rows < s.offset + s.rows))
+            if len(sel):
+                local = rows[sel] - s.offset
+                order = np.argsort(local, kind="stable")
+                uniq, inv = np.unique(local[order], return_inverse=True)
+                block = s.group["features"].get_orthogonal_selection((uniq, slice(None)))
+                out[sel[order]] = block[inv]
+        if not np.isfinite(out).all():
+            raise DataError(f"{self.path}: non-finite values among the requested features")
+        return out
+
+    def iter_sequential(self, batch_rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(features (b, D) float32, labels (b,)) in storage order, ``batch_rows`` at a time."""
+        for s in self.shards:
+            for a in range(0, s.rows, batch_rows):
+                b = min(a + batch_rows, s.rows)
+                yield s.group["features"][a:b].astype(np.float32), s.group["label"][a:b]
+
+    def class_batches(self, classes: list[int], per_class: int, rng: np.random.Generator,
+                      min_iou: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Endless class-balanced batches: ``per_class`` random real features of each class in
+        ``classes`` (sampled with replacement across shards). Yields (features, labels)."""
+        labels, iou = self.labels, self.column("mask_iou")
+        pools = {}
+        for c in classes:
+            rows = np.flatnonzero((labels == c) & (iou >= min_iou))
+            if not len(rows):
+                raise DataError(f"{self.path}: no features of class {c} (min_iou {min_iou})")
+            pools[c] = rows
+        while True:
+            rows = np.concatenate([rng.choice(pools[c], per_class) for c in classes])
+            yield self.features(rows), labels[rows]
+
+    def mask_shards(self) -> Iterator[zarr.Group]:
+        for s in self.shards:
+            if "masks" in s.group:
+                yield s.group

@@ -1,0 +1,1 @@
+"""Stage 1: the seen-only Mask2Former segmenter."""
