@@ -67,11 +67,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    # a field may read a params key that is not a Python name (metadata "key", e.g. 'lambda')
+    key_of = {f.name: f.metadata.get("key", f.name) for f in dataclasses.fields(cls)}
+    field_of = {v: k for k, v in key_of.items()}
+    unknown = sorted(set(data) - set(field_of))
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; known: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; known: {sorted(field_of)}")
+    kwargs = {field_of[k]: _coerce(v, hints[field_of[k]], f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

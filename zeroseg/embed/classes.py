@@ -155,6 +155,11 @@ def read_embeddings(path: str | os.PathLike) -> tuple[pd.DataFrame, np.ndarray, 
     for col in ("category_id", "name", "split", "vector"):
         if col not in df.columns:
             raise DataError(f"{p}: column '{col}' missing")
+    dims = sorted({len(v) for v in df["vector"]})
+    if len(dims) != 1:
+        raise DataError(f"{p}: class vectors have different dimensions {dims}")
+    if meta.get("dim") is not None and dims[0] != meta["dim"]:
+        raise DataError(f"{p}: vectors are {dims[0]}-d but the metadata says {meta['dim']}-d")
     vecs = np.stack(df["vector"].to_numpy()).astype(np.float32)
     return df, vecs, meta
 

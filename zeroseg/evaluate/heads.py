@@ -21,16 +21,25 @@ from zeroseg.segmenter.inference import panoptic_inference, upsample_masks
 
 @dataclass(frozen=True)
 class Head:
-    """A linear classifier over K classes + no-object: weight (K + 1, D), bias (K + 1,)."""
+    """A classifier over K classes + no-object: logits = f(x) Wᵀ + b with W (K + 1, D') and
+    f = identity, or f(x) = normalize(x Pᵀ + p) for the projection baseline (P (D', D))."""
 
     weight: torch.Tensor
     bias: torch.Tensor
     class_ids: list[int]  # category id of each of the first K outputs
     isthing: list[bool]
+    proj_weight: torch.Tensor | None = None
+    proj_bias: torch.Tensor | None = None
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """(Q, D) -> (Q, K + 1)."""
+        if self.proj_weight is not None:
+            feats = torch.nn.functional.normalize(feats @ self.proj_weight.T + self.proj_bias, dim=-1)
+        return feats @ self.weight.T + self.bias
 
     def probs(self, feats: torch.Tensor) -> torch.Tensor:
         """(Q, D) -> (Q, K + 1) softmax probabilities."""
-        return (feats @ self.weight.T + self.bias).softmax(-1)
+        return self.logits(feats).softmax(-1)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Stage 2: feature generators (GMMN, primitive), disentanglement, alignment, classifier retraining."""

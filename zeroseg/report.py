@@ -1,0 +1,201 @@
+"""The ablation report (stage ``report``): the Table 1 rows side by side, as flat JSON metrics,
+a markdown table, and pictures — t-SNE of real/synthetic features (the paper's Fig. 5),
+per-class PQ bars, and qualitative panoptic overlays, baseline vs PADing (Fig. 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from zeroseg.atomic import atomic_file, write_json  # noqa: E402
+from zeroseg.errors import DataError  # noqa: E402
+
+#: (row name in the table, file stem of its metrics) in Table 1's order.
+ROWS = (("projection", "projection"), ("gmmn", "gmmn"), ("primitive", "primitive"),
+        ("primitive+align", "primitive_align"), ("pading", "pading"), ("oracle", "oracle"))
+TASKS = ("pq", "sq", "rq", "map50", "r100", "miou")
+PARTS = ("seen", "unseen", "hm")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """params.yaml section ``report``."""
+
+    tsne_per_class: int = 40  # points per class in the t-SNE pictures
+    overlays: int = 4  # validation images in the qualitative picture
+    seed: int = 0
+
+
+def collect(metrics_dir: str | os.PathLike) -> dict[str, dict]:
+    out = {}
+    for row, stem in ROWS:
+        p = Path(metrics_dir) / f"{stem}.json"
+        if not p.exists():
+            raise DataError(f"{p}: metrics of ablation row '{row}' missing")
+        out[row] = json.loads(p.read_text())
+    return out
+
+
+def flat_table(rows: dict[str, dict]) -> dict[str, float | None]:
+    """``row.task_part`` keys, e.g. ``pading.pq_hm`` (readable in dvc metrics/exp show)."""
+    return {f"{row}.{t}_{p}": m.get(f"{t}_{p}") for row, m in rows.items() for t in TASKS for p in PARTS}
+
+
+def markdown(rows: dict[str, dict]) -> str:
+    head = "| row | " + " | ".join(f"{t.upper()} S/U/HM" for t in TASKS) + " |"
+    lines = [head, "|" + "---|" * (len(TASKS) + 1)]
+
+    def f(v):
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    for row, m in rows.items():
+        cells = [" / ".join(f(m.get(f"{t}_{p}")) for p in PARTS) for t in TASKS]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def pq_bars(per_class: pd.DataFrame, title: str, path: Path) -> None:
+    df = per_class.dropna(subset=["pq"]).sort_values(["split", "pq"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(df)), 3.5))
+    colours = ["tab:orange" if s == "unseen" else "tab:blue" for s in df["split"]]
+    ax.bar(range(len(df)), 100 * df["pq"], color=colours)
+    ax.set_xticks(range(len(df)), df["name"], rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("PQ")
+    ax.set_title(f"{title}: per-class PQ (blue seen, orange unseen)")
+    _save(fig, path)
+
+
+def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str, tuple[np.ndarray, np.ndarray]],
+                 unseen_ids: set[int], path: Path, seed: int = 0) -> None:
+    """One panel per generator: real seen (dots), synthetic seen (x), synthetic unseen (triangles)."""
+    from sklearn.manifold import TSNE
+
+    fig, axes = plt.subplots(1, len(synth), figsize=(4 * len(synth), 4), squeeze=False)
+    classes = sorted(set(real_labels.tolist()) | {int(c) for _, (_, l) in synth.items() for c in l})
+    cmap = plt.get_cmap("tab20", max(len(classes), 1))
+    colour = {c: cmap(i) for i, c in enumerate(classes)}
+    for ax, (name, (fx, fl)) in zip(axes[0], synth.items()):
+        x = np.concatenate([real_seen, fx])
+        emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(x) // 4)).fit_transform(x)
+        n = len(real_seen)
+        for c in classes:
+            m = real_labels == c
+            ax.scatter(*emb[:n][m].T, s=6, color=colour[c], marker="o", alpha=0.6)
+            m2 = fl == c
+            ax.scatter(*emb[n:][m2].T, s=14, color=colour[c], marker="^" if c in unseen_ids else "x", alpha=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("t-SNE of class embeddings: o real seen, x synthetic seen, ^ synthetic unseen (colour = class)", fontsize=9)
+    _save(fig, path)
+
+
+def overlay(rgb: np.ndarray, ids: np.ndarray, segments: list[dict], names: dict[int, str], unseen: set[int]) -> np.ndarray:
+    """Blend a random colour per segment over the image; unseen-class segments get a red border."""
+    out = rgb.astype(np.float32).copy()
+    rng = np.random.default_rng(0)
+    for s in segments:
+        m = ids == s["id"]
+        out[m] = 0.45 * out[m] + 0.55 * rng.integers(40, 255, 3)
+        if s["category_id"] in unseen:
+            edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+            out[edge] = (255, 0, 0)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path: Path) -> None:
+    """panels[i] = [(title, image, labels), ...] for one validation image per row."""
+    rows, cols = len(panels), len(panels[0])
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.8 * rows), squeeze=False)
+    fig.subplots_adjust(hspace=0.6)
+    for r, row in enumerate(panels):
+        for c, (title, img, labels) in enumerate(row):
+            axes[r][c].imshow(img)
+            axes[r][c].set_title(title, fontsize=8)
+            axes[r][c].set_xlabel("\n".join(labels[:5]), fontsize=6)
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+    _save(fig, path)
+
+
+def write_report(metrics_dir: str | os.PathLike, out_json: str | os.PathLike, out_md: str | os.PathLike) -> dict:
+    rows = collect(metrics_dir)
+    flat = flat_table(rows)
+    write_json(out_json, flat)
+    with atomic_file(out_md) as tmp:
+        Path(tmp).write_text("# Zero-shot ablation (embedded benchmark; S / U / HM, %)\n\n" + markdown(rows))
+    return flat
+
+
+def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir: str | os.PathLike,
+                  synthetic_dir: str | os.PathLike, seen_store: str | os.PathLike, val_store: str | os.PathLike,
+                  val_json: str | os.PathLike, val_images: str | os.PathLike, split_all_json: str | os.PathLike,
+                  plots_dir: str | os.PathLike) -> list[Path]:
+    """t-SNE per generator, per-class PQ bars (projection vs PADing), overlays (GT / projection / PADing)."""
+    from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image
+    from zeroseg.evaluate.heads import predict_store, unseen_from_split
+    from zeroseg.features.store import FeatureStore
+    from zeroseg.generator.classifier import load_head
+
+    plots = Path(plots_dir)
+    plots.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    unseen = unseen_from_split(split_all_json)
+    written = []
+    # Fig. 5: t-SNE
+    st = FeatureStore(seen_store)
+    lab, iou = st.labels, st.column("mask_iou")
+    rows = np.concatenate([rng.choice(np.flatnonzero((lab == c) & (iou >= 0.5)), min(cfg.tsne_per_class, int(((lab == c) & (iou >= 0.5)).sum())), replace=False)
+                           for c in sorted(set(lab[lab >= 0].tolist())) if ((lab == c) & (iou >= 0.5)).any()])
+    synth = {}
+    for row, stem in ROWS:
+        p = Path(synthetic_dir) / stem
+        if p.exists():
+            s = FeatureStore(p)
+            keep = np.concatenate([np.flatnonzero(s.labels == c)[: cfg.tsne_per_class] for c in np.unique(s.labels)])
+            synth[row] = (s.features(keep), s.labels[keep])
+    tsne_picture(st.features(rows), lab[rows], synth, unseen, plots / "tsne.png", cfg.seed)
+    written.append(plots / "tsne.png")
+    # per-class PQ bars
+    for row in ("projection", "pading"):
+        stem = dict(ROWS)[row]
+        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{stem}.parquet"), row, plots / f"per_class_pq_{stem}.png")
+        written.append(plots / f"per_class_pq_{stem}.png")
+    # Fig. 6: overlays on validation images that contain an unseen class
+    gt = load_panoptic(val_json)
+    names = {c: cat.name for c, cat in gt.categories.items()}
+    with_unseen = [i for i, a in gt.annotations.items() if any(s["category_id"] in unseen for s in a["segments_info"])]
+    pick = set(sorted(with_unseen)[: cfg.overlays])
+    preds = {}
+    for row in ("projection", "pading"):
+        head = load_head(Path(heads_dir) / f"{dict(ROWS)[row]}.pt")
+        preds[row] = {i: (ids, segs) for i, ids, segs in predict_store(FeatureStore(val_store), head) if i in pick}
+    panels = []
+    for i in sorted(pick):
+        rgb = read_image(val_images, gt.images[i])
+        ann = gt.annotations[i]
+        row = [("ground truth", overlay(rgb, read_id_png(Path(val_json).with_suffix(""), ann), ann["segments_info"], names, unseen),
+                [names[s["category_id"]] for s in ann["segments_info"]])]
+        for name, pr in preds.items():
+            ids, segs = pr[i]
+            row.append((name, overlay(rgb, ids, segs, names, unseen), [names[s["category_id"]] for s in segs]))
+        panels.append(row)
+    if panels:
+        overlays_picture(panels, plots / "overlays.png")
+        written.append(plots / "overlays.png")
+    return written
