@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import COCO_JSON, WORD_VECTORS, write_json
-from zeroseg.embed.classes import EmbedConfig, embed_categories, embed_classes, read_embeddings
+from zeroseg.embed.classes import EmbedConfig, embed_classes, read_embeddings
 from zeroseg.embed.names import clean_name, synonyms
 from zeroseg.embed.table import load_table, match_table
-from zeroseg.embed.text import clip_encoder, ensemble, l2n
+from zeroseg.embed.text import clip_encoder, l2n
 from zeroseg.errors import ConfigError, DataError
 
 

@@ -3,7 +3,6 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import write_json
 from zeroseg.errors import DataError
 from zeroseg.features.store import ShardWriter, finalize_store
 from zeroseg.generator.align import alignment_loss

@@ -1,6 +1,5 @@
 import contextlib
 import io
-import json
 
 import numpy as np
 import pytest
@@ -11,11 +10,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import COCO_JSON, COCO_PNG, read_json, write_json
 from zeroseg.cli import app
-from zeroseg.data.panoptic import Category, id2rgb, load_panoptic, read_id_png
+from zeroseg.data.panoptic import Category, load_panoptic, read_id_png
 from zeroseg.errors import DataError
 from zeroseg.metrics.panoptic import PanopticEvaluator, pq_files
 from zeroseg.metrics.perturb import KINDS, perturb_folder
-from zeroseg.metrics.semantic import SemanticEvaluator
 from zeroseg.metrics.summary import harmonic_mean
 from zeroseg.metrics.universal import UniversalEvaluator, evaluate_files
 

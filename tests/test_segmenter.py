@@ -1,8 +1,6 @@
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.conftest import COCO_JSON, COCO_MINI, ROOT, read_json, write_json
+from tests.conftest import COCO_JSON, COCO_MINI, ROOT, read_json
 from zeroseg.errors import DataError
 from zeroseg.features.dump import DumpConfig, dump_features
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store

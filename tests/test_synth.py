@@ -2,9 +2,8 @@ import hashlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.conftest import read_json
+
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image, rgb2id, id2rgb
 from zeroseg.errors import ConfigError

@@ -66,3 +66,16 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
     """Write ``obj`` as JSON atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Parse a JSON file; a missing or malformed file is a :class:`DataError` naming it."""
+    from zeroseg.errors import DataError
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise DataError(f"{p}: {what} not found") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: not valid JSON ({exc})") from exc

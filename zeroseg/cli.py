@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -169,18 +168,13 @@ def ap(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics as JSON."),
 ) -> None:
     """Instance segmentation: mask mAP@0.5 and Recall@100 (pycocotools), seen / unseen / HM."""
-    import json as _json
-
+    from zeroseg.atomic import read_json
     from zeroseg.data.panoptic import Category
-    from zeroseg.errors import DataError
     from zeroseg.metrics.instance import instance_files
     from zeroseg.metrics.panoptic import unseen_ids_of
 
     try:
-        try:
-            raw = _json.loads(gt_json.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{gt_json}: cannot read COCO instances JSON: {exc}") from exc
+        raw = read_json(gt_json, "COCO instances file")
         cats = {c["id"]: Category(c["id"], c["name"], True, c) for c in raw.get("categories", [])}
         flat = instance_files(gt_json, results_json, unseen_ids_of(cats, unseen, gt_json))
     except ZerosegError as exc:

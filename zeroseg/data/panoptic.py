@@ -7,7 +7,6 @@ VOID (unlabelled).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from zeroseg.atomic import read_json
 from zeroseg.errors import DataError
 
 
@@ -74,12 +74,7 @@ def _require(obj: dict, key: str, where: str, path: Path) -> Any:
 def load_panoptic(path: str | os.PathLike) -> PanopticDataset:
     """Load and validate a COCO panoptic JSON (structure only; PNGs are read lazily)."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: annotation file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    raw = read_json(path, "annotation file")
     for key in ("images", "annotations", "categories"):
         if not isinstance(raw.get(key), list):
             raise DataError(f"{path}: top-level field '{key}' missing or not a list")
@@ -128,16 +123,22 @@ def load_panoptic(path: str | os.PathLike) -> PanopticDataset:
     return PanopticDataset(path, raw, images, annotations, categories)
 
 
+def _read_rgb(path: Path, missing: str, unreadable: str) -> np.ndarray:
+    """(H, W, 3) uint8 (writable) of any image file; the messages name what is wrong."""
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: {missing}") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: {unreadable}: {exc}") from exc
+
+
 def read_id_png(png_dir: str | os.PathLike, ann: dict[str, Any], image: dict[str, Any] | None = None) -> np.ndarray:
     """Read one annotation's segment PNG as (H, W) int64 ids; size checked against ``image``."""
     png = Path(png_dir) / ann["file_name"]
-    try:
-        with Image.open(png) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{png}: segment PNG missing (image {ann['image_id']}, field file_name)") from exc
-    except OSError as exc:
-        raise DataError(f"{png}: unreadable segment PNG (image {ann['image_id']}): {exc}") from exc
+    iid = ann["image_id"]
+    arr = _read_rgb(png, f"segment PNG missing (image {iid}, field file_name)", f"unreadable segment PNG (image {iid})")
     if image is not None and arr.shape[:2] != (image["height"], image["width"]):
         raise DataError(
             f"{png}: PNG size {arr.shape[1]}x{arr.shape[0]} differs from image {image['id']}'s "
@@ -161,13 +162,7 @@ def check_ids_match(ids: np.ndarray, ann: dict[str, Any], png_name: str) -> None
 def read_image(image_dir: str | os.PathLike, image: dict[str, Any]) -> np.ndarray:
     """Read an RGB image as (H, W, 3) uint8, checking its size against the JSON."""
     path = Path(image_dir) / image["file_name"]
-    try:
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: image file missing (image {image['id']})") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: unreadable or corrupt image (image {image['id']}): {exc}") from exc
+    arr = _read_rgb(path, f"image file missing (image {image['id']})", f"unreadable or corrupt image (image {image['id']})")
     if arr.shape[:2] != (image["height"], image["width"]):
         raise DataError(
             f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but the JSON says "

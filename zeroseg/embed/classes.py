@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zeroseg.atomic import atomic_file
+from zeroseg.atomic import atomic_file, read_json
 from zeroseg.embed.table import load_table, match_table
 from zeroseg.embed.text import DEFAULT_TEMPLATES, clip_encoder, ensemble, l2n, minilm_encoder
 from zeroseg.embed.words import embed_words, load_keyed_vectors, packaged_glove
@@ -102,12 +102,7 @@ def embed_attributes(categories: list[dict], cfg: EmbedConfig) -> np.ndarray:
 def read_categories(path: str | os.PathLike) -> list[dict]:
     """``categories`` of any COCO-format JSON, checked for empty and duplicate names."""
     p = Path(path)
-    try:
-        raw = json.loads(p.read_text())
-    except FileNotFoundError as exc:
-        raise DataError(f"{p}: categories file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}: not valid JSON ({exc})") from exc
+    raw = read_json(p, "categories file")
     cats = raw.get("categories") if isinstance(raw, dict) else None
     if not isinstance(cats, list) or not cats:
         raise DataError(f"{p}: no 'categories' list")

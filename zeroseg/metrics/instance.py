@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from zeroseg.atomic import read_json
 from zeroseg.errors import DataError
 from zeroseg.metrics.summary import split_summary
 
@@ -99,14 +98,7 @@ def instance_metrics(gt: dict[str, Any], results: list[dict[str, Any]], unseen_i
 
 def instance_files(gt_json: str | os.PathLike, results_json: str | os.PathLike, unseen_ids: set[int] | None) -> dict[str, float | None]:
     """COCO instances GT JSON + COCO results JSON (RLE masks) -> flat metrics."""
-    def load(p: str | os.PathLike) -> Any:
-        try:
-            return json.loads(Path(p).read_text())
-        except FileNotFoundError as exc:
-            raise DataError(f"{p}: file not found") from exc
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: not valid JSON ({exc})") from exc
-    gt, res = load(gt_json), load(results_json)
+    gt, res = read_json(gt_json, "COCO instances file"), read_json(results_json, "COCO results file")
     if not isinstance(res, list):
         raise DataError(f"{results_json}: COCO results must be a JSON list of detections")
     return instance_metrics(gt, res, unseen_ids)

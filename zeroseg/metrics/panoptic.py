@@ -13,7 +13,6 @@ intersections counted with one ``bincount`` (no sorting), instead of ``np.unique
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyspng
 
+from zeroseg.atomic import read_json
 from zeroseg.data.panoptic import Category, load_panoptic
 from zeroseg.errors import DataError
 from zeroseg.metrics.summary import split_summary
@@ -216,12 +216,7 @@ class PanopticResult:
 def load_predictions(pred_json: str | os.PathLike) -> dict[int, dict[str, Any]]:
     """Prediction JSON (panopticapi format: ``annotations`` suffices) -> image id -> annotation."""
     pred_json = Path(pred_json)
-    try:
-        raw = json.loads(pred_json.read_text())
-    except FileNotFoundError as exc:
-        raise DataError(f"{pred_json}: prediction file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{pred_json}: not valid JSON ({exc})") from exc
+    raw = read_json(pred_json, "prediction file")
     if not isinstance(raw.get("annotations"), list):
         raise DataError(f"{pred_json}: top-level field 'annotations' missing or not a list")
     out: dict[int, dict] = {}
