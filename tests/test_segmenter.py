@@ -232,3 +232,24 @@ def test_torchrun_two_processes_train_and_dump_like_one(trained, tiny_synth, tmp
     k2, l2, f2 = rows(two)
     assert np.array_equal(k1, k2) and np.array_equal(l1, l2)
     assert np.allclose(f1, f2, atol=1e-5)
+
+
+def test_pretrained_backbone_from_local_folder(tmp_path):
+    from transformers import ResNetBackbone, ResNetConfig
+
+    from zeroseg.errors import ConfigError
+    from zeroseg.segmenter.model import build_model
+
+    cfg = SegmenterConfig(**TINY)
+    rc = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 64], depths=[1, 1, 2, 1], layer_type="basic",
+                      out_features=["stage1", "stage2", "stage3", "stage4"])
+    torch.manual_seed(3)
+    ResNetBackbone(rc).save_pretrained(tmp_path / "resnet")
+    import dataclasses
+
+    m = build_model(dataclasses.replace(cfg, pretrained_backbone=str(tmp_path / "resnet")), 4)
+    src = ResNetBackbone.from_pretrained(tmp_path / "resnet")
+    k = "embedder.embedder.convolution.weight"
+    assert torch.equal(m.model.pixel_level_module.encoder.state_dict()[k], src.state_dict()[k])
+    with pytest.raises(ConfigError, match="does not fit the configured ResNet"):
+        build_model(dataclasses.replace(cfg, backbone_widths=(16, 32, 64, 128), pretrained_backbone=str(tmp_path / "resnet")), 4)

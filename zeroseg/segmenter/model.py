@@ -38,6 +38,7 @@ class SegmenterConfig:
     train_num_points: int = 2304
     no_object_weight: float = 0.1
     pretrained: str = ""  # local folder or hub name of a Mask2Former checkpoint (online users); "" = from scratch
+    pretrained_backbone: str = ""  # local folder or hub name of an ImageNet ResNet (e.g. microsoft/resnet-50)
     # data
     image_size: int = 96
     scale_range: tuple[float, float] = (0.8, 1.25)
@@ -85,7 +86,30 @@ def build_model(cfg: SegmenterConfig, num_classes: int) -> torch.nn.Module:
         feature_size=cfg.hidden_dim, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers,
         num_attention_heads=cfg.heads, encoder_feedforward_dim=cfg.ffn_dim, dim_feedforward=cfg.ffn_dim,
         num_labels=num_classes, train_num_points=cfg.train_num_points, no_object_weight=cfg.no_object_weight)
-    return Mask2FormerForUniversalSegmentation(m2f)
+    model = Mask2FormerForUniversalSegmentation(m2f)
+    if cfg.pretrained_backbone:
+        load_backbone(model, cfg.pretrained_backbone)
+    return model
+
+
+def load_backbone(model: torch.nn.Module, source: str) -> None:
+    """Copy ImageNet ResNet weights (a ``ResNetBackbone``/``ResNetModel`` folder or hub name)
+    into the segmenter's backbone; the architectures must agree (depths, widths, block type)."""
+    from transformers import ResNetBackbone
+
+    encoder = model.model.pixel_level_module.encoder
+    try:
+        src = ResNetBackbone.from_pretrained(source, out_features=list(encoder.config.out_features))
+    except OSError as exc:
+        raise ConfigError(f"segmenter.pretrained_backbone: cannot load {source!r}: {exc}") from exc
+    mine, theirs = encoder.state_dict(), src.state_dict()
+    missing = [k for k in mine if k not in theirs]
+    shapes = [k for k in mine if k in theirs and mine[k].shape != theirs[k].shape]
+    if not (missing or shapes):
+        encoder.load_state_dict(theirs, strict=False)
+    else:
+        raise ConfigError(f"segmenter.pretrained_backbone: {source!r} does not fit the configured ResNet "
+                          f"(missing {missing[:3]}, shape mismatch {shapes[:3]}); set backbone_* to its architecture")
 
 
 def classifier_head(model: torch.nn.Module) -> torch.nn.Linear:
