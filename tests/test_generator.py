@@ -130,3 +130,21 @@ def test_bad_inputs_fail_before_training(tmp_path):
     with pytest.raises(DataError, match="non-finite values"):
         train_generator(cfg, bad, _emb(tmp_path, ROWS), tmp_path / "g.pt")
     assert not (tmp_path / "g.pt").exists()
+
+
+def test_cli_train_generator_calls_the_same_function(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from zeroseg.cli import app
+    from zeroseg.generator.train import params_dict
+
+    st, emb = _store(tmp_path), _emb(tmp_path, ROWS)
+    p = params_dict(GeneratorConfig(**SMALL))
+    p["sigmas"] = list(p["sigmas"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generator": p}))
+    r = CliRunner().invoke(app, ["train-generator", str(st), str(emb), str(tmp_path / "g.pt"), "--params", str(tmp_path / "params.yaml")])
+    assert r.exit_code == 0, r.output
+    train_generator(GeneratorConfig(**SMALL), st, emb, tmp_path / "h.pt", show_progress=False)
+    a, b = (torch.load(tmp_path / n, weights_only=True)["generator"] for n in ("g.pt", "h.pt"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

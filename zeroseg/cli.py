@@ -109,6 +109,95 @@ def embed_classes_cmd(
     out.print(f"{len(df)} classes embedded with {cfg.source} -> {out_file}")
 
 
+def _section(params: Path, name: str, cls):
+    from zeroseg.config import load_section
+
+    return load_section(params, name, cls)
+
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read this step's section from.")
+
+
+@app.command("train-segmenter")
+def train_segmenter_cmd(
+    seen_json: Path = typer.Argument(..., help="Seen split JSON (zeroseg split's *_seen.json)."),
+    image_dir: Path = typer.Argument(..., help="Image folder."),
+    png_dir: Path = typer.Argument(..., help="Segment PNG folder."),
+    out_dir: Path = typer.Argument(..., help="Checkpoint folder (model.pt, last.pt while training)."),
+    params: Path = PARAMS,
+    live_dir: Optional[Path] = typer.Option(None, help="dvclive folder for the curves."),
+) -> None:
+    """Train the seen-only Mask2Former (section 'segmenter'); also under torchrun."""
+    from zeroseg.segmenter.model import SegmenterConfig
+    from zeroseg.segmenter.train import train_segmenter
+
+    try:
+        res = train_segmenter(_section(params, "segmenter", SegmenterConfig), seen_json, image_dir, out_dir, png_dir, live_dir)
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"{res.steps} steps (resumed from {res.resumed_from}), loss {res.final_loss:.3f} -> {res.checkpoint}")
+
+
+@app.command("dump-features")
+def dump_features_cmd(
+    checkpoint: Path = typer.Argument(..., help="Segmenter checkpoint (model.pt)."),
+    annotation_json: Path = typer.Argument(..., help="Panoptic JSON of the images to dump."),
+    image_dir: Path = typer.Argument(..., help="Image folder."),
+    png_dir: Path = typer.Argument(..., help="Segment PNG folder."),
+    out_store: Path = typer.Argument(..., help="Feature store folder (replaced atomically)."),
+    params: Path = PARAMS,
+    keep_masks: bool = typer.Option(False, help="Also store the queries' mask logits (validation)."),
+) -> None:
+    """Per-query features, Hungarian-matched labels (and masks) to a Zarr store (section 'dump')."""
+    from zeroseg.features.dump import DumpConfig, dump_features
+
+    try:
+        res = dump_features(checkpoint, annotation_json, image_dir, out_store, _section(params, "dump", DumpConfig),
+                            png_dir, keep_masks)
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"{res.rows} query records of {res.images} images -> {res.store}")
+
+
+@app.command("train-generator")
+def train_generator_cmd(
+    seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
+    embeddings: Path = typer.Argument(..., help="Class embeddings (embed-classes Parquet)."),
+    out_file: Path = typer.Argument(..., help="Generator checkpoint to write."),
+    params: Path = PARAMS,
+) -> None:
+    """Train the feature generator (section 'generator')."""
+    from zeroseg.generator.train import GeneratorConfig, train_generator
+
+    try:
+        losses = train_generator(_section(params, "generator", GeneratorConfig), seen_store, embeddings, out_file)
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"losses {losses} -> {out_file}")
+
+
+@app.command("retrain-classifier")
+def retrain_classifier_cmd(
+    segmenter: Path = typer.Argument(..., help="Segmenter checkpoint (its seen head initialises the new one)."),
+    seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
+    embeddings: Path = typer.Argument(..., help="Class embeddings Parquet."),
+    split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (seen/unseen, thing/stuff)."),
+    out_file: Path = typer.Argument(..., help="Head checkpoint to write."),
+    unseen_features: Optional[Path] = typer.Option(None, help="Store of unseen features (synthesized, or real: oracle)."),
+    projection: bool = typer.Option(False, help="Train the projection baseline instead."),
+    params: Path = PARAMS,
+) -> None:
+    """A classifier over seen + unseen + no-object (section 'classifier')."""
+    from zeroseg.generator.classifier import ClassifierConfig, retrain_classifier
+
+    try:
+        retrain_classifier(_section(params, "classifier", ClassifierConfig), segmenter, seen_store, embeddings,
+                           split_all_json, out_file, unseen_features, projection)
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"head -> {out_file}")
+
+
 def _write_metrics(flat: dict, table: list | None, json_out: Optional[Path]) -> None:
     from rich.table import Table
 
