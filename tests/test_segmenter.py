@@ -253,3 +253,44 @@ def test_pretrained_backbone_from_local_folder(tmp_path):
     assert torch.equal(m.model.pixel_level_module.encoder.state_dict()[k], src.state_dict()[k])
     with pytest.raises(ConfigError, match="does not fit the configured ResNet"):
         build_model(dataclasses.replace(cfg, backbone_widths=(16, 32, 64, 128), pretrained_backbone=str(tmp_path / "resnet")), 4)
+
+
+def test_predict_own_images_with_a_new_class(trained, tiny_synth, tmp_path):
+    """`zeroseg predict` on a real photo and a synthetic image: formats, not accuracy."""
+    from typer.testing import CliRunner
+
+    from zeroseg.cli import app
+    from zeroseg.embed.classes import EmbedConfig, embed_classes
+    from zeroseg.generator.train import GeneratorConfig, train_generator
+
+    d, split, res, cfg = trained
+    root = tmp_path / "run"
+    (root / "data/segmenter").mkdir(parents=True)
+    shutil_copy = __import__("shutil").copy
+    shutil_copy(res.checkpoint, root / "data/segmenter/model.pt")
+    (root / "data/split").mkdir()
+    shutil_copy(split.all_json, root / "data/split/panoptic_train_all.json")
+    dump_features(res.checkpoint, split.seen_json, tiny_synth / "train", root / "data/features/train_seen",
+                  DumpConfig(batch_size=4), tiny_synth / "annotations" / "panoptic_train", show_progress=False)
+    embed_classes(split.all_json, EmbedConfig(source="glove"), root / "data/embed/classes.parquet")
+    train_generator(GeneratorConfig(num_primitives=8, layers=1, heads=2, ffn=32, iterations=3, classes_per_batch=2,
+                                    per_class=4, unseen_per_class=2, min_iou=0.0),
+                    root / "data/features/train_seen", root / "data/embed/classes.parquet",
+                    root / "data/generators/pading.pt", show_progress=False)
+    photo = COCO_MINI / "train2017" / "000000000009.jpg"  # a real photo, when ../shared is there
+    images = ([str(photo)] if photo.exists() else []) + [str(tiny_synth / "val" / "000001000001.jpg")]
+    r = CliRunner().invoke(app, ["predict", *images,
+                                 "--classes", "purple star, zebra", "--checkpoint", str(root), "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    pred = read_json(tmp_path / "p" / "predictions.json")
+    names = {c["name"]: c["id"] for c in pred["categories"]}
+    assert {"purple star", "zebra"} <= set(names) and names["zebra"] > max(c["id"] for c in read_json(split.all_json)["categories"])
+    for im, ann in zip(pred["images"], pred["annotations"]):
+        ids = np.asarray(Image.open(tmp_path / "p" / "panoptic" / ann["file_name"]).convert("RGB")).astype(np.int64)
+        ids = ids[..., 0] + 256 * ids[..., 1] + 65536 * ids[..., 2]
+        assert ids.shape == (im["height"], im["width"])
+        assert set(np.unique(ids).tolist()) - {0} == {s["id"] for s in ann["segments_info"]}
+        assert all(s["category_id"] in names.values() for s in ann["segments_info"])
+        assert Image.open(tmp_path / "p" / "overlay" / ann["file_name"]).format == "PNG"
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.jpg"), "--checkpoint", str(root), "--out", str(tmp_path / "q")])
+    assert bad.exit_code == 2 and "nope.jpg" in bad.output and not (tmp_path / "q").exists()

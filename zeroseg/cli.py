@@ -198,6 +198,26 @@ def retrain_classifier_cmd(
     out.print(f"head -> {out_file}")
 
 
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files to segment."),
+    classes: str = typer.Option("", help="Comma-separated class names to add, e.g. 'purple circle, zebra'."),
+    out_dir: Path = typer.Option(Path("predictions"), "--out", help="Output folder (replaced atomically)."),
+    checkpoint: Path = typer.Option(Path("."), help="Root of a pipeline run (data/segmenter, data/generators, ...)."),
+    generator: str = typer.Option("pading", help="Which trained generator synthesises the new classes."),
+    params: Optional[Path] = typer.Option(None, help="params.yaml for the 'inference' thresholds."),
+) -> None:
+    """Panoptic prediction for your own images; new class names are added without retraining the segmenter."""
+    from zeroseg.predict import ModelFiles, predict_images, with_inference
+
+    try:
+        res = predict_images(images, [c for c in classes.split(",") if c.strip()], out_dir,
+                             ModelFiles.from_root(checkpoint, generator), with_inference(params))
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"{len(images)} image(s) -> {res} (+ panoptic/*.png, overlay/*.png)")
+
+
 def _write_metrics(flat: dict, table: list | None, json_out: Optional[Path]) -> None:
     from rich.table import Table
 

@@ -1,0 +1,145 @@
+"""``zeroseg predict``: panoptic segmentation of one's own images, with class names nobody
+trained on. New names are embedded with the pipeline's own embedding settings, their
+features synthesised by the trained generator, and the class head retrained on real seen +
+synthetic unseen features (seconds); the segmenter is never retrained."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from zeroseg.atomic import atomic_dir, write_json
+from zeroseg.config import from_dict
+from zeroseg.data.panoptic import id2rgb, load_panoptic
+from zeroseg.embed.classes import EmbedConfig, embed_categories, read_embeddings
+from zeroseg.errors import DataError
+from zeroseg.evaluate.heads import Head, InferenceConfig, segmenter_head
+from zeroseg.features.store import FeatureStore
+from zeroseg.generator.classifier import ClassifierConfig, real_seen_set, retrain_head
+from zeroseg.generator.train import load_generator, synthesize
+from zeroseg.report import overlay
+from zeroseg.segmenter.data import MEAN, STD
+from zeroseg.segmenter.inference import panoptic_inference, upsample_masks
+from zeroseg.segmenter.model import model_from_checkpoint
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The trained pipeline's artifacts that ``predict`` needs (defaults: the root pipeline's)."""
+
+    segmenter: Path
+    generator: Path
+    embeddings: Path
+    categories: Path
+    seen_store: Path
+
+    @classmethod
+    def from_root(cls, root: str | os.PathLike = ".", generator: str = "pading") -> "ModelFiles":
+        r = Path(root)
+        return cls(r / "data/segmenter/model.pt", r / f"data/generators/{generator}.pt", r / "data/embed/classes.parquet",
+                   r / "data/split/panoptic_train_all.json", r / "data/features/train_seen")
+
+
+def build_head(files: ModelFiles, new_names: list[str], per_class: int = 200,
+               cfg: ClassifierConfig = ClassifierConfig()) -> tuple[Head, dict[int, str]]:
+    """A head over the model's seen + unseen classes + ``new_names``. Returns it and id -> name
+    (new classes get ids above the dataset's)."""
+    cats = load_panoptic(files.categories).categories
+    names = {c: cat.name for c, cat in cats.items()}
+    new = [n for n in dict.fromkeys(s.strip() for s in new_names) if n and n not in names.values()]
+    gen, _, space = load_generator(files.generator)
+    emb = space.emb
+    _, _, meta = read_embeddings(files.embeddings)
+    ids = space.all_ids
+    isthing = [cats[c].isthing for c in ids]
+    if new:
+        ecfg = from_dict(EmbedConfig, meta["config"]) if meta.get("config") else EmbedConfig()
+        if "attributes" in ecfg.parts():
+            raise DataError(f"{files.embeddings}: embedded by attributes; new free-text names need a text source")
+        vecs, _ = embed_categories([{"id": i, "name": n} for i, n in enumerate(new)], ecfg)
+        if vecs.shape[1] != emb.shape[1]:
+            raise DataError(f"new class embeddings are {vecs.shape[1]}-d but the generator expects {emb.shape[1]}-d")
+        emb = torch.cat([emb, torch.from_numpy(vecs)])
+        first = max(cats) + 1
+        for k, n in enumerate(new):
+            names[first + k] = n
+        ids = ids + list(range(first, first + len(new)))
+        isthing = isthing + [True] * len(new)  # new names are predicted as things (instances)
+    ns = len(space.seen_ids)
+    fx, fi = synthesize(gen, emb[ns:], per_class)
+    sh = segmenter_head(files.segmenter)
+    seen = real_seen_set(FeatureStore(files.seen_store), space.seen_ids, cfg.min_iou)
+    w, b = retrain_head(cfg, seen, fx, fi, sh.weight, sh.bias, ns, len(ids) - ns)
+    return Head(w, b, ids, isthing), names
+
+
+def predict_images(images: list[str | os.PathLike], class_names: list[str], out_dir: str | os.PathLike,
+                   files: ModelFiles, cfg: InferenceConfig = InferenceConfig()) -> Path:
+    """Write ``out_dir/predictions.json`` + ``out_dir/panoptic/<stem>.png`` (COCO panoptic) and
+    ``out_dir/overlay/<stem>.png`` (with a legend); returns the JSON path."""
+    head, names = build_head(files, class_names)
+    model, seg_cfg, _ = model_from_checkpoint(files.segmenter)
+    S = seg_cfg.image_size
+    anns, imgs = [], []
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "panoptic").mkdir()
+        (tmp / "overlay").mkdir()
+        for k, path in enumerate(images, start=1):
+            p = Path(path)
+            try:
+                with Image.open(p) as im:
+                    rgb = np.array(im.convert("RGB"))
+            except (FileNotFoundError, OSError) as exc:
+                raise DataError(f"{p}: cannot read image: {exc}") from exc
+            H, W = rgb.shape[:2]
+            scale = S / max(H, W)
+            h, w = max(1, round(H * scale)), max(1, round(W * scale))
+            x = F.interpolate(torch.from_numpy(rgb).permute(2, 0, 1).float()[None], size=(h, w), mode="bilinear",
+                              align_corners=False)[0]
+            canvas = torch.zeros(1, 3, S, S)
+            canvas[0, :, :h, :w] = (x - MEAN) / STD
+            with torch.no_grad():
+                o = model(pixel_values=canvas)
+                feats = o.transformer_decoder_last_hidden_state[0].float()
+                logits = upsample_masks(o.masks_queries_logits[0], S, (h, w), (H, W))
+                ids, segs = panoptic_inference(head.probs(feats), logits, head.class_ids, head.isthing,
+                                               cfg.object_threshold, cfg.overlap_threshold)
+            stem = p.stem
+            Image.fromarray(id2rgb(ids)).save(tmp / "panoptic" / f"{stem}.png")
+            _overlay_png(rgb, ids, segs, names, tmp / "overlay" / f"{stem}.png")
+            imgs.append({"id": k, "file_name": p.name, "height": H, "width": W})
+            anns.append({"image_id": k, "file_name": f"{stem}.png", "segments_info": segs})
+        cats = [{"id": c, "name": names[c], "isthing": int(t)} for c, t in zip(head.class_ids, head.isthing)]
+        write_json(tmp / "predictions.json", {"images": imgs, "annotations": anns, "categories": cats})
+    return Path(out_dir) / "predictions.json"
+
+
+def _overlay_png(rgb: np.ndarray, ids: np.ndarray, segs: list[dict], names: dict[int, str], path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    img = overlay(rgb, ids, segs, names, set())
+    fig, ax = plt.subplots(figsize=(5, 5 * rgb.shape[0] / rgb.shape[1] + 0.8))
+    ax.imshow(img)
+    ax.axis("off")
+    rng = np.random.default_rng(0)
+    colours = [rng.integers(40, 255, 3) / 255 for _ in segs]  # the same draws as overlay()
+    ax.legend(handles=[Patch(color=c, label=f"{names[s['category_id']]} ({s['score']:.2f})") for c, s in zip(colours, segs)],
+              loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=7, frameon=False)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def with_inference(params: str | os.PathLike | None) -> InferenceConfig:
+    if params is None or not Path(params).exists():
+        return InferenceConfig()
+    from zeroseg.config import load_section
+
+    return load_section(params, "inference", InferenceConfig)
+
