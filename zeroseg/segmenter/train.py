@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,10 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
     if ctx.is_main and live_dir is not None:
         from dvclive import Live
 
-        live = Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None, report=None)
+        try:
+            live = Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None, report=None)
+        except Exception as exc:  # dvclive needs a git repo with a commit; training does not
+            print(f"warning: dvclive curves disabled ({exc})", file=sys.stderr)
     model.train()
     loss_avg = float("nan")
     it = iter(loader)
