@@ -46,11 +46,16 @@ def real_seen_set(store: FeatureStore, seen_ids: list[int], min_iou: float) -> T
     """All queries of the seen images: matched (IoU >= min_iou) -> class, others -> no-object."""
     feats = np.concatenate([f for f, _ in store.iter_sequential()])
     lab, iou = store.labels, store.column("mask_iou")
-    col = {c: i for i, c in enumerate(seen_ids)}
-    bad = sorted({int(c) for c in lab if c != NO_OBJECT and c not in col})
-    if bad:
+    ids = np.asarray(seen_ids)
+    order = np.argsort(ids)
+    matched = lab != NO_OBJECT
+    pos = np.searchsorted(ids[order], lab[matched]).clip(max=len(ids) - 1)
+    known = ids[order][pos] == lab[matched]
+    if not known.all():
+        bad = sorted(set(lab[matched][~known].tolist()))
         raise DataError(f"{store.path}: labels {bad[:5]} are not seen classes: was this store dumped from the seen split?")
-    y = np.array([col[int(c)] if c != NO_OBJECT and v >= min_iou else -1 for c, v in zip(lab, iou)])
+    y = np.full(len(lab), -1, np.int64)
+    y[matched] = np.where(iou[matched] >= min_iou, order[pos], -1)
     return TrainingSet(torch.from_numpy(feats), torch.from_numpy(y))
 
 
