@@ -70,11 +70,11 @@ def test_segm_ap50_equals_pycocotools(coco_mini, tmp_path):
     pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=3)
     flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
     # independent: build the same instances files and run COCOeval on them as a user would
-    cats = load_panoptic(COCO_JSON).categories
-    ev = UniversalEvaluator(cats)
+    gt = load_panoptic(COCO_JSON)
+    ev = UniversalEvaluator(gt.categories)
     from zeroseg.metrics.panoptic import iter_panoptic_pairs
 
-    for args in iter_panoptic_pairs(COCO_JSON, COCO_PNG, pj, pd_):
+    for args in iter_panoptic_pairs(gt, COCO_PNG, pj, pd_):
         ev.add(*args)
     write_json(tmp_path / "gt.json", ev.instance_ground_truth())
     write_json(tmp_path / "res.json", ev.results)
@@ -127,7 +127,7 @@ def test_missing_prediction_png(pred_copy):
     js, gd, pj, pd_ = pred_copy
     name = read_json(pj)["annotations"][2]["file_name"]
     (pd_ / name).unlink()
-    with pytest.raises(DataError, match=rf"{name}: prediction PNG missing for image 1000003"):
+    with pytest.raises(DataError, match=rf"{name}: prediction PNG missing \(image 1000003"):
         pq_files(js, gd, pj, pd_)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyspng
 from PIL import Image
 
 from zeroseg.atomic import read_json
@@ -134,17 +135,37 @@ def _read_rgb(path: Path, missing: str, unreadable: str) -> np.ndarray:
         raise DataError(f"{path}: {unreadable}: {exc}") from exc
 
 
+def read_ids(path: str | os.PathLike, what: str, image_id: int) -> np.ndarray:
+    """(H, W) uint32 segment ids of an RGB-encoded PNG.
+
+    libspng (``pyspng``) decodes straight to RGBA, whose little-endian uint32 view masked
+    to 24 bits is ``R + 256 G + 256² B``: no int64 maths, no extra copies.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: {what} PNG missing (image {image_id}, field file_name)") from exc
+    try:
+        rgba = pyspng.load(data, "RGBA")
+    except Exception as exc:  # libspng raises plain exceptions on corrupt data
+        raise DataError(f"{path}: unreadable {what} PNG (image {image_id}): {exc}") from exc
+    if rgba.dtype != np.uint8:
+        raise DataError(f"{path}: {what} PNG for image {image_id} is 16-bit; segment PNGs are 8-bit RGB")
+    ids = rgba.view("<u4")[..., 0]
+    ids &= 0xFFFFFF
+    return ids
+
+
 def read_id_png(png_dir: str | os.PathLike, ann: dict[str, Any], image: dict[str, Any] | None = None) -> np.ndarray:
-    """Read one annotation's segment PNG as (H, W) int64 ids; size checked against ``image``."""
+    """Read one annotation's segment PNG as (H, W) uint32 ids; size checked against ``image``."""
     png = Path(png_dir) / ann["file_name"]
-    iid = ann["image_id"]
-    arr = _read_rgb(png, f"segment PNG missing (image {iid}, field file_name)", f"unreadable segment PNG (image {iid})")
-    if image is not None and arr.shape[:2] != (image["height"], image["width"]):
+    ids = read_ids(png, "segment", ann["image_id"])
+    if image is not None and ids.shape != (image["height"], image["width"]):
         raise DataError(
-            f"{png}: PNG size {arr.shape[1]}x{arr.shape[0]} differs from image {image['id']}'s "
+            f"{png}: PNG size {ids.shape[1]}x{ids.shape[0]} differs from image {image['id']}'s "
             f"width x height {image['width']}x{image['height']}"
         )
-    return rgb2id(arr)
+    return ids
 
 
 def check_ids_match(ids: np.ndarray, ann: dict[str, Any], png_name: str) -> None:

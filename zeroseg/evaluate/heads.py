@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zeroseg.data.panoptic import load_panoptic
+from zeroseg.data.panoptic import load_panoptic, read_ids
 from zeroseg.errors import DataError
 from zeroseg.features.store import FeatureStore
-from zeroseg.metrics.panoptic import read_ids
+from zeroseg.metrics.panoptic import unseen_ids_of
 from zeroseg.metrics.universal import UniversalEvaluator
 from zeroseg.segmenter.inference import panoptic_inference, upsample_masks
 
@@ -103,10 +103,10 @@ def segmenter_head(checkpoint: str | os.PathLike) -> Head:
 
 def unseen_from_split(split_categories_json: str | os.PathLike) -> set[int]:
     """Unseen category ids from the ``split`` field written by ``zeroseg split``."""
-    cats = load_panoptic(split_categories_json).categories
-    if not all("split" in c.raw for c in cats.values()):
+    unseen = unseen_ids_of(load_panoptic(split_categories_json).categories, None)
+    if unseen is None:
         raise DataError(f"{split_categories_json}: categories lack the 'split' field (use zeroseg split's *_all.json)")
-    return {cid for cid, c in cats.items() if c.raw["split"] == "unseen"}
+    return unseen
 
 
 def evaluate_segmenter(checkpoint: str | os.PathLike, store: str | os.PathLike, gt_json: str | os.PathLike,

@@ -20,35 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyspng
 
 from zeroseg.atomic import read_json
-from zeroseg.data.panoptic import Category, load_panoptic
+from zeroseg.data.panoptic import Category, PanopticDataset, load_panoptic, read_ids
 from zeroseg.errors import DataError
 from zeroseg.metrics.summary import split_summary
 
 _LUT_SIZE = 256**3
-
-
-def read_ids(path: Path, what: str, image_id: int) -> np.ndarray:
-    """(H, W) uint32 segment ids of an RGB-encoded PNG.
-
-    libspng (``pyspng``) decodes straight to RGBA, whose little-endian uint32 view masked
-    to 24 bits is ``R + 256 G + 256² B``: no int64 maths, no extra copies.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: {what} PNG missing for image {image_id}") from exc
-    try:
-        rgba = pyspng.load(data, "RGBA")
-    except Exception as exc:  # libspng raises plain exceptions on corrupt data
-        raise DataError(f"{path}: unreadable {what} PNG for image {image_id}: {exc}") from exc
-    if rgba.dtype != np.uint8:
-        raise DataError(f"{path}: {what} PNG for image {image_id} is 16-bit; segment PNGs are 8-bit RGB")
-    ids = rgba.view("<u4")[..., 0]
-    ids &= 0xFFFFFF
-    return ids
 
 
 class _DenseIndex:
@@ -233,11 +211,11 @@ def load_predictions(pred_json: str | os.PathLike) -> dict[int, dict[str, Any]]:
     return out
 
 
-def iter_panoptic_pairs(gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
+def iter_panoptic_pairs(gt: PanopticDataset, gt_dir: str | os.PathLike,
                         pred_json: str | os.PathLike, pred_dir: str | os.PathLike,
                         ) -> Iterator[tuple[int, np.ndarray, list, np.ndarray, list]]:
-    """Yield (image_id, gt ids, gt segments, pred ids, pred segments) for every GT image."""
-    gt = load_panoptic(gt_json)
+    """Yield (image_id, gt ids, gt segments, pred ids, pred segments) for every image of the
+    loaded ground truth ``gt``."""
     preds = load_predictions(pred_json)
     for iid, ann in gt.annotations.items():
         if iid not in preds:
@@ -262,8 +240,8 @@ def unseen_ids_of(categories: dict[int, Category], unseen: str | None, source: o
 def pq_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_json: str | os.PathLike,
              pred_dir: str | os.PathLike, unseen: str | None = None) -> PanopticResult:
     """PQ/SQ/RQ of a prediction folder against a ground-truth folder (COCO panoptic format)."""
-    cats = load_panoptic(gt_json).categories
-    ev = PanopticEvaluator(cats, unseen_ids_of(cats, unseen, gt_json))
-    for iid, g, gs, p, ps in iter_panoptic_pairs(gt_json, gt_dir, pred_json, pred_dir):
+    gt = load_panoptic(gt_json)
+    ev = PanopticEvaluator(gt.categories, unseen_ids_of(gt.categories, unseen, gt_json))
+    for iid, g, gs, p, ps in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
         ev.add(iid, g, gs, p, ps)
     return ev.result()

@@ -61,8 +61,8 @@ class UniversalEvaluator:
 def evaluate_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_json: str | os.PathLike,
                    pred_dir: str | os.PathLike, unseen: str | None = None) -> tuple[dict[str, float | None], list[dict]]:
     """All three tasks from a COCO panoptic prediction folder. Returns (flat metrics, PQ table)."""
-    cats = load_panoptic(gt_json).categories
-    ev = UniversalEvaluator(cats, unseen_ids_of(cats, unseen, gt_json))
-    for iid, g, gs, p, ps in iter_panoptic_pairs(gt_json, gt_dir, pred_json, pred_dir):
+    gt = load_panoptic(gt_json)
+    ev = UniversalEvaluator(gt.categories, unseen_ids_of(gt.categories, unseen, gt_json))
+    for iid, g, gs, p, ps in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
         ev.add(iid, g, gs, p, ps)
     return ev.metrics(), ev.panoptic.result().table()
