@@ -16,7 +16,7 @@ from PIL import Image
 
 from zeroseg.atomic import atomic_dir, write_json
 from zeroseg.config import from_dict
-from zeroseg.data.panoptic import id2rgb, load_panoptic
+from zeroseg.data.panoptic import id2rgb, load_panoptic, read_rgb
 from zeroseg.embed.classes import EmbedConfig, embed_categories, read_embeddings
 from zeroseg.errors import DataError
 from zeroseg.evaluate.heads import Head, InferenceConfig, segmenter_head
@@ -24,7 +24,7 @@ from zeroseg.features.store import FeatureStore
 from zeroseg.generator.classifier import ClassifierConfig, real_seen_set, retrain_head
 from zeroseg.generator.train import load_generator, synthesize
 from zeroseg.report import overlay
-from zeroseg.segmenter.data import MEAN, STD
+from zeroseg.segmenter.data import fit_size, to_canvas
 from zeroseg.segmenter.inference import panoptic_inference, upsample_masks
 from zeroseg.segmenter.model import model_from_checkpoint
 
@@ -92,20 +92,14 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
         (tmp / "overlay").mkdir()
         for k, path in enumerate(images, start=1):
             p = Path(path)
-            try:
-                with Image.open(p) as im:
-                    rgb = np.array(im.convert("RGB"))
-            except (FileNotFoundError, OSError) as exc:
-                raise DataError(f"{p}: cannot read image: {exc}") from exc
+            rgb = read_rgb(p, "image file missing", "unreadable or corrupt image")
             H, W = rgb.shape[:2]
-            scale = S / max(H, W)
-            h, w = max(1, round(H * scale)), max(1, round(W * scale))
+            h, w = fit_size(H, W, S)
             x = F.interpolate(torch.from_numpy(rgb).permute(2, 0, 1).float()[None], size=(h, w), mode="bilinear",
                               align_corners=False)[0]
-            canvas = torch.zeros(1, 3, S, S)
-            canvas[0, :, :h, :w] = (x - MEAN) / STD
+            canvas, _ = to_canvas(x, S)
             with torch.no_grad():
-                o = model(pixel_values=canvas)
+                o = model(pixel_values=canvas[None])
                 feats = o.transformer_decoder_last_hidden_state[0].float()
                 logits = upsample_masks(o.masks_queries_logits[0], S, (h, w), (H, W))
                 ids, segs = panoptic_inference(head.probs(feats), logits, head.class_ids, head.isthing,

@@ -160,8 +160,8 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     # Fig. 5: t-SNE
     st = FeatureStore(seen_store)
     lab, iou = st.labels, st.column("mask_iou")
-    rows = np.concatenate([rng.choice(np.flatnonzero((lab == c) & (iou >= 0.5)), min(cfg.tsne_per_class, int(((lab == c) & (iou >= 0.5)).sum())), replace=False)
-                           for c in sorted(set(lab[lab >= 0].tolist())) if ((lab == c) & (iou >= 0.5)).any()])
+    pools = [np.flatnonzero((lab == c) & (iou >= 0.5)) for c in np.unique(lab[lab >= 0])]
+    rows = np.concatenate([rng.choice(p, min(cfg.tsne_per_class, len(p)), replace=False) for p in pools if len(p)])
     synth = {}
     for row, stem in ROWS:
         p = Path(synthetic_dir) / stem

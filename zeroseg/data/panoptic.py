@@ -124,7 +124,7 @@ def load_panoptic(path: str | os.PathLike) -> PanopticDataset:
     return PanopticDataset(path, raw, images, annotations, categories)
 
 
-def _read_rgb(path: Path, missing: str, unreadable: str) -> np.ndarray:
+def read_rgb(path: Path, missing: str, unreadable: str) -> np.ndarray:
     """(H, W, 3) uint8 (writable) of any image file; the messages name what is wrong."""
     try:
         with Image.open(path) as im:
@@ -183,7 +183,7 @@ def check_ids_match(ids: np.ndarray, ann: dict[str, Any], png_name: str) -> None
 def read_image(image_dir: str | os.PathLike, image: dict[str, Any]) -> np.ndarray:
     """Read an RGB image as (H, W, 3) uint8, checking its size against the JSON."""
     path = Path(image_dir) / image["file_name"]
-    arr = _read_rgb(path, f"image file missing (image {image['id']})", f"unreadable or corrupt image (image {image['id']})")
+    arr = read_rgb(path, f"image file missing (image {image['id']})", f"unreadable or corrupt image (image {image['id']})")
     if arr.shape[:2] != (image["height"], image["width"]):
         raise DataError(
             f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but the JSON says "

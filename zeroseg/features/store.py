@@ -211,7 +211,15 @@ class FeatureStore:
         for s in self.shards:
             for a in range(0, s.rows, batch_rows):
                 b = min(a + batch_rows, s.rows)
-                yield s.group["features"][a:b].astype(np.float32), s.group["label"][a:b]
+                feats = s.group["features"][a:b].astype(np.float32)
+                if not np.isfinite(feats).all():
+                    raise DataError(f"{self.path}: non-finite values in shard {s.name}, rows {a}..{b - 1}")
+                yield feats, s.group["label"][a:b]
+
+    def check_finite(self) -> None:
+        """Read every feature once (bounded memory); raise on NaN/inf before any training."""
+        for _ in self.iter_sequential():
+            pass
 
     def class_batches(self, classes: list[int], per_class: int, rng: np.random.Generator,
                       min_iou: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:

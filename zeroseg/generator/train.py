@@ -117,9 +117,7 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
     present = [c for c in seen_ids if ((labels == c) & (iou >= cfg.min_iou)).any()]
     if len(present) < 2:
         raise DataError(f"{seen_store}: fewer than two seen classes have matched features with IoU >= {cfg.min_iou}")
-    first = store.features(np.arange(min(store.num_rows, 4096)))
-    if not np.isfinite(first).all():
-        raise DataError(f"{seen_store}: NaN/inf features in the store")
+    store.check_finite()
     D, E = store.dim, space.emb.shape[1]
     gen = build_generator(cfg, E, D)
     dis = Disentangler(D, E) if cfg.disentangle else None

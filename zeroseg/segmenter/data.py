@@ -22,6 +22,22 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
 
 
+def fit_size(H: int, W: int, size: int, scale: float = 1.0) -> tuple[int, int]:
+    """(h, w) after resizing so the longer side is ``size`` (times ``scale``)."""
+    f = size / max(H, W) * scale
+    return max(1, round(H * f)), max(1, round(W * f))
+
+
+def to_canvas(img: torch.Tensor, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(3, h, w) float RGB in [0, 255] -> normalised (3, size, size) canvas (top-left placed,
+    zero-padded, cropped to ``size``) and the (h, w) of the image inside it."""
+    img = img[:, :size, :size]
+    vh, vw = img.shape[1:]
+    canvas = torch.zeros(3, size, size)
+    canvas[:, :vh, :vw] = (img - MEAN) / STD
+    return canvas, (vh, vw)
+
+
 def seen_classes(ds: PanopticDataset) -> list[dict]:
     """The training class list: categories with ``split == "seen"`` (all, if no split field), id order."""
     cats = [c for c in ds.categories.values() if c.raw.get("split", "seen") == "seen"]
@@ -84,10 +100,7 @@ class PanopticSegments(torch.utils.data.Dataset):
         img = torch.from_numpy(rgb).permute(2, 0, 1).float()
         m = torch.from_numpy(masks).float()
         rng = np.random.default_rng([self.seed, self.epoch, k])
-        scale = self.size / max(H, W)
-        if self.train:
-            scale *= float(rng.uniform(*self.scale_range))
-        h, w = max(1, round(H * scale)), max(1, round(W * scale))
+        h, w = fit_size(H, W, self.size, float(rng.uniform(*self.scale_range)) if self.train else 1.0)
         img = F.interpolate(img[None], size=(h, w), mode="bilinear", align_corners=False)[0]
         m = F.interpolate(m[None], size=(h, w), mode="nearest")[0] if len(m) else m.new_zeros((0, h, w))
         if self.train and self.flip and rng.random() < 0.5:
@@ -95,9 +108,7 @@ class PanopticSegments(torch.utils.data.Dataset):
         y0 = int(rng.integers(0, h - self.size + 1)) if self.train and h > self.size else 0
         x0 = int(rng.integers(0, w - self.size + 1)) if self.train and w > self.size else 0
         img, m = img[:, y0:y0 + self.size, x0:x0 + self.size], m[:, y0:y0 + self.size, x0:x0 + self.size]
-        vh, vw = img.shape[1:]
-        canvas = torch.zeros(3, self.size, self.size)
-        canvas[:, :vh, :vw] = (img - MEAN) / STD
+        canvas, (vh, vw) = to_canvas(img, self.size)
         mc = torch.zeros(len(m), self.size, self.size)
         mc[:, :vh, :vw] = m
         keep = mc.flatten(1).sum(1) > 0
