@@ -2,6 +2,7 @@
 features and masks (params section `inference`) -> flat metrics JSON.
 
 cmd: python stages/eval_segmenter.py CHECKPOINT STORE GT_JSON GT_DIR SPLIT_CATEGORIES_JSON METRICS_JSON
+       [--instances-gt INSTANCES_JSON]
 """
 
 import argparse
@@ -15,9 +16,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     for name in ("checkpoint", "store", "gt_json", "gt_dir", "split_categories_json", "metrics_json"):
         ap.add_argument(name)
+    ap.add_argument("--instances-gt", help="COCO instances JSON for mAP/R@100 (default: the panoptic things)")
     a = ap.parse_args()
     flat = evaluate_segmenter(a.checkpoint, a.store, a.gt_json, a.gt_dir, a.split_categories_json,
-                              stage.section("inference", InferenceConfig))
+                              stage.section("inference", InferenceConfig), a.instances_gt)
     write_json(a.metrics_json, {f"segmenter.{k}": v for k, v in flat.items()})
 
 

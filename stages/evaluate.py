@@ -2,6 +2,7 @@
 stored validation features and masks (params section `inference`).
 
 cmd: python stages/evaluate.py HEAD VAL_STORE GT_JSON GT_DIR SPLIT_ALL_JSON METRICS_JSON PER_CLASS_PARQUET
+       [--instances-gt INSTANCES_JSON]
 """
 
 import argparse
@@ -19,9 +20,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     for name in ("head", "val_store", "gt_json", "gt_dir", "split_all_json", "metrics_json", "per_class"):
         ap.add_argument(name)
+    ap.add_argument("--instances-gt", help="COCO instances JSON for mAP/R@100 (default: the panoptic things)")
     a = ap.parse_args()
     flat, table = evaluate_head(FeatureStore(a.val_store), load_head(a.head), a.gt_json, a.gt_dir,
-                                unseen_from_split(a.split_all_json), stage.section("inference", InferenceConfig))
+                                unseen_from_split(a.split_all_json), stage.section("inference", InferenceConfig), a.instances_gt)
     write_json(a.metrics_json, flat)
     with atomic_file(a.per_class) as tmp:
         pd.DataFrame(table).to_parquet(tmp, index=False)

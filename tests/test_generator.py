@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from zeroseg.errors import DataError
+from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.store import ShardWriter, finalize_store
 from zeroseg.generator.align import alignment_loss
 from zeroseg.generator.classifier import ClassifierConfig, TrainingSet, retrain_head
@@ -148,3 +148,18 @@ def test_cli_train_generator_calls_the_same_function(tmp_path):
     train_generator(GeneratorConfig(**SMALL), st, emb, tmp_path / "h.pt", show_progress=False)
     a, b = (torch.load(tmp_path / n, weights_only=True)["generator"] for n in ("g.pt", "h.pt"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_real_seen_set_keeps_a_share_of_no_object_rows(tmp_path):
+    from zeroseg.features.store import FeatureStore
+    from zeroseg.generator.classifier import real_seen_set
+
+    st = FeatureStore(_store(tmp_path))
+    full = real_seen_set(st, [1, 2, 3], 0.5)
+    assert len(full.y) == 120 and (full.y >= 0).sum() == 30
+    part = real_seen_set(st, [1, 2, 3], 0.5, no_object_keep=0.3, seed=1)
+    assert (part.y >= 0).sum() == 30 and 10 < (part.y < 0).sum() < 50  # ~27 of 90 no-object rows
+    matched = full.x[full.y >= 0]
+    assert torch.equal(part.x[part.y >= 0], matched)  # the right features stay with their labels
+    with pytest.raises(ConfigError, match="no_object_keep"):
+        ClassifierConfig(no_object_keep=0.0)

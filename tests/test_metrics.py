@@ -89,6 +89,27 @@ def test_segm_ap50_equals_pycocotools(coco_mini, tmp_path):
     assert read_json(tmp_path / "ap.json")["map50"] == pytest.approx(e.stats[1], abs=1e-12)
 
 
+def test_instances_ground_truth_file_replaces_the_panoptic_things(coco_mini, tmp_path):
+    """ZSI scores mAP against the official instances JSON: the derived file gives the same
+    numbers; a file with one class fewer changes them; the CLI takes it too."""
+    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=3)
+    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
+    from zeroseg.data.fixtures import panoptic_to_instances
+
+    panoptic_to_instances(COCO_JSON, tmp_path / "inst.json")
+    same, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", tmp_path / "inst.json")
+    assert same == flat
+    inst = read_json(tmp_path / "inst.json")
+    inst["annotations"] = [a for a in inst["annotations"] if a["category_id"] != 1]  # no person ground truth
+    write_json(tmp_path / "inst2.json", inst)
+    fewer, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", tmp_path / "inst2.json")
+    assert fewer["map50"] != flat["map50"] and fewer["pq"] == flat["pq"]
+    r = CliRunner().invoke(app, ["evaluate", str(COCO_JSON), str(COCO_PNG), str(pj), str(pd_), "--unseen", "coco-zsp",
+                                 "--instances-gt", str(tmp_path / "inst2.json"), "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    assert read_json(tmp_path / "e.json")["map50"] == pytest.approx(fewer["map50"])
+
+
 def test_semantic_against_brute_force(coco_mini, tmp_path):
     pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=4)
     flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import COCO_JSON, COCO_MINI, ROOT, read_json
-from zeroseg.errors import DataError
+from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.dump import DumpConfig, dump_features
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
 from zeroseg.segmenter.data import PanopticSegments
@@ -169,6 +169,26 @@ def test_dump_one_row_per_query(trained, tiny_synth):
     assert masks.shape == (rv.images, 8, 16, 16)
     unseen = {c["id"] for c in read_json(split.all_json)["categories"] if c["split"] == "unseen"}
     assert set(sv.labels.tolist()) & unseen
+
+
+def test_dump_stores_compact_masks_and_scores_them(trained, tiny_synth):
+    """dump.mask_size keeps smaller val masks (COCO: 5k images); the evaluation upsamples them."""
+    d, split, res, cfg = trained
+    from zeroseg.evaluate.heads import InferenceConfig, evaluate_segmenter
+
+    gt_json, gt_dir = tiny_synth / "annotations" / "panoptic_val.json", tiny_synth / "annotations" / "panoptic_val"
+    scores = {}
+    for size in (0, 8):
+        r = dump_features(res.checkpoint, gt_json, tiny_synth / "val", d / f"val{size}", DumpConfig(batch_size=4, mask_size=size),
+                          gt_dir, keep_masks=True, show_progress=False)
+        st = FeatureStore(r.store)
+        assert next(st.mask_shards())["masks"].shape[2:] == ((16, 16) if size == 0 else (8, 8))
+        scores[size] = evaluate_segmenter(res.checkpoint, r.store, gt_json, gt_dir, split.all_json, InferenceConfig(0.0))
+    assert set(scores[0]) == set(scores[8]) and scores[8]["pq"] is not None
+    with pytest.raises(ConfigError, match="dump.mask_size 32 exceeds"):
+        dump_features(res.checkpoint, gt_json, tiny_synth / "val", d / "val32", DumpConfig(mask_size=32), gt_dir,
+                      keep_masks=True, show_progress=False)
+    assert not (d / "val32").exists()
 
 
 def test_checkpoint_from_other_class_list(trained):

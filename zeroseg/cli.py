@@ -63,6 +63,40 @@ def split(
               f"{res.num_unseen_images} contain one of {len(res.unseen_classes)} unseen classes -> {out_dir}")
 
 
+@app.command()
+def prepare(
+    out_dir: Path = typer.Option(..., "--out", help="Output folder: panoptic_{train,val}.json + PNGs, instances_val.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="params.yaml whose 'prepare' section names the official COCO files."),
+) -> None:
+    """Official COCO files (panoptic, COCO-Stuff maps or 2014 instances) -> the pipelines' panoptic layout."""
+    from zeroseg.data.prepare import PrepareConfig, prepare_coco
+
+    try:
+        res = prepare_coco(_section(params, "prepare", PrepareConfig), out_dir)
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"{res.train_images} train + {res.val_images} val images, {res.classes} classes -> {out_dir}")
+
+
+@app.command("coco-fixture")
+def coco_fixture(
+    kind: str = typer.Argument(..., help="stuff (COCO-Stuff label maps) or instances (COCO instances JSON)."),
+    panoptic_json: Path = typer.Argument(..., help="COCO panoptic JSON (PNGs beside it)."),
+    out_path: Path = typer.Option(..., "--out", help="Label-map folder (stuff) or JSON file (instances)."),
+) -> None:
+    """Re-express a panoptic set in the official COCO-Stuff or instances format (smoke-test data)."""
+    from zeroseg.data.fixtures import panoptic_to_instances, panoptic_to_stuffmaps
+
+    convert = {"stuff": panoptic_to_stuffmaps, "instances": panoptic_to_instances}.get(kind)
+    if convert is None:
+        _fail(ValueError(f"kind: stuff or instances, got {kind!r}"))
+    try:
+        n = convert(panoptic_json, out_path)
+    except ZerosegError as exc:
+        _fail(exc)
+    out.print(f"{n} {'label maps' if kind == 'stuff' else 'instances'} -> {out_path}")
+
+
 @app.command("check-leak")
 def check_leak(
     seen_json: Path = typer.Argument(..., help="The seen-split JSON to check."),
@@ -258,12 +292,13 @@ def evaluate(
     pred_dir: Path = typer.Argument(..., help="Predicted segment PNG folder."),
     unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT categories' 'split' field."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + PQ per-class table as JSON."),
+    instances_gt: Optional[Path] = typer.Option(None, help="COCO instances JSON for mAP/R@100 (default: the GT's thing segments)."),
 ) -> None:
     """Score ONE panoptic prediction on all three tasks: PQ/SQ/RQ, mask mAP@0.5 + R@100, mIoU."""
     from zeroseg.metrics.universal import evaluate_files
 
     try:
-        flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen)
+        flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen, instances_gt)
     except ZerosegError as exc:
         _fail(exc)
     _write_metrics(flat, table, json_out)

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from zeroseg.atomic import atomic_dir, write_json
 from zeroseg.config import from_dict
-from zeroseg.data.panoptic import id2rgb, load_panoptic, read_rgb
+from zeroseg.data.panoptic import load_panoptic, read_rgb, write_ids
 from zeroseg.embed.classes import EmbedConfig, embed_categories, read_embeddings
 from zeroseg.errors import DataError
 from zeroseg.evaluate.heads import Head, InferenceConfig, segmenter_head
@@ -74,7 +73,7 @@ def build_head(files: ModelFiles, new_names: list[str], per_class: int = 200,
     ns = len(space.seen_ids)
     fx, fi = synthesize(gen, emb[ns:], per_class)
     sh = segmenter_head(files.segmenter)
-    seen = real_seen_set(FeatureStore(files.seen_store), space.seen_ids, cfg.min_iou)
+    seen = real_seen_set(FeatureStore(files.seen_store), space.seen_ids, cfg.min_iou, cfg.no_object_keep, cfg.seed)
     w, b = retrain_head(cfg, seen, fx, fi, sh.weight, sh.bias, ns, len(ids) - ns)
     return Head(w, b, ids, isthing), names
 
@@ -105,7 +104,7 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
                 ids, segs = panoptic_inference(head.probs(feats), logits, head.class_ids, head.isthing,
                                                cfg.object_threshold, cfg.overlap_threshold)
             stem = p.stem
-            Image.fromarray(id2rgb(ids)).save(tmp / "panoptic" / f"{stem}.png")
+            write_ids(tmp / "panoptic" / f"{stem}.png", ids)
             _overlay_png(rgb, ids, segs, names, tmp / "overlay" / f"{stem}.png")
             imgs.append({"id": k, "file_name": p.name, "height": H, "width": W})
             anns.append({"image_id": k, "file_name": f"{stem}.png", "segments_info": segs})

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from zeroseg.atomic import atomic_dir, write_json
-from zeroseg.data.panoptic import id2rgb
+from zeroseg.data.panoptic import write_ids
 from zeroseg.errors import ConfigError
 
 #: Saturated object colours (RGB).
@@ -271,7 +271,7 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike) -> SynthResult:
                 rgb, ids, segments = render_image(cfg, cats, rng)
                 stem = f"{image_id:012d}"
                 Image.fromarray(rgb).save(tmp / split / f"{stem}.jpg", quality=cfg.jpeg_quality)
-                Image.fromarray(id2rgb(ids)).save(png_dir / f"{stem}.png")
+                write_ids(png_dir / f"{stem}.png", ids)
                 images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": cfg.image_size,
                                "width": cfg.image_size, "license": 1})
                 anns.append({"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments})

@@ -196,3 +196,16 @@ def default_png_dir(annotation_json: str | os.PathLike) -> Path:
     """COCO convention: ``panoptic_X.json`` has its PNGs in the folder ``panoptic_X/`` beside it."""
     p = Path(annotation_json)
     return p.with_suffix("")
+
+
+def write_ids(path: str | os.PathLike, ids: np.ndarray) -> None:
+    """Write (H, W) segment ids as an RGB-encoded COCO panoptic PNG."""
+    Image.fromarray(id2rgb(ids)).save(path)
+
+
+def segment_info(segment_id: int, category_id: int, mask: np.ndarray, iscrowd: int = 0) -> dict[str, Any]:
+    """A segments_info entry for a (H, W) bool mask: area and bbox [x, y, w, h] as panopticapi writes them."""
+    ys, xs = np.nonzero(mask)
+    x0, y0 = int(xs.min()), int(ys.min())
+    return {"id": int(segment_id), "category_id": int(category_id), "iscrowd": int(iscrowd), "area": int(len(xs)),
+            "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zeroseg.atomic import read_json
 from zeroseg.data.panoptic import load_panoptic, read_ids
 from zeroseg.errors import DataError
 from zeroseg.features.store import FeatureStore
@@ -50,9 +51,10 @@ class InferenceConfig:
     overlap_threshold: float = 0.8  # drop a segment when less than this share of its mask survives
 
 
-def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = InferenceConfig()
-                  ) -> Iterator[tuple[int, np.ndarray, list[dict]]]:
-    """(image_id, ids (H, W), segments_info) for every image whose masks the store kept."""
+def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = InferenceConfig(),
+                  only: set[int] | None = None) -> Iterator[tuple[int, np.ndarray, list[dict]]]:
+    """(image_id, ids (H, W), segments_info) for every image whose masks the store kept (or for
+    the images in ``only``)."""
     image_size = int(store.meta["image_size"])
     groups = list(store.mask_shards())
     if not groups:
@@ -63,6 +65,8 @@ def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = Infere
         ids_ = g["mask_image_id"][:]
         valid, orig = g["valid"][:], g["orig_size"][:]
         for i, image_id in enumerate(ids_):
+            if only is not None and int(image_id) not in only:
+                continue
             shard, start, count = row_of[int(image_id)]
             feats = torch.from_numpy(shard_groups[shard]["features"][start:start + count].astype(np.float32))
             masks = torch.from_numpy(g["masks"][i].astype(np.float32))
@@ -73,10 +77,13 @@ def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = Infere
 
 
 def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
-                  unseen_ids: set[int] | None, cfg: InferenceConfig = InferenceConfig()) -> tuple[dict, list[dict]]:
-    """Universal metrics (flat) and the PQ per-class table of ``head`` on the stored images."""
+                  unseen_ids: set[int] | None, cfg: InferenceConfig = InferenceConfig(),
+                  instances_gt: str | os.PathLike | None = None) -> tuple[dict, list[dict]]:
+    """Universal metrics (flat) and the PQ per-class table of ``head`` on the stored images;
+    ``instances_gt`` (a COCO instances JSON) replaces the panoptic things as the mAP ground truth."""
     gt = load_panoptic(gt_json)
-    ev = UniversalEvaluator(gt.categories, unseen_ids)
+    inst = read_json(instances_gt, "COCO instances ground truth") if instances_gt else None
+    ev = UniversalEvaluator(gt.categories, unseen_ids, inst)
     done = set()
     for image_id, ids, segs in predict_store(store, head, cfg):
         ann = gt.annotations.get(image_id)
@@ -111,8 +118,8 @@ def unseen_from_split(split_categories_json: str | os.PathLike) -> set[int]:
 
 def evaluate_segmenter(checkpoint: str | os.PathLike, store: str | os.PathLike, gt_json: str | os.PathLike,
                        gt_dir: str | os.PathLike, split_categories_json: str | os.PathLike,
-                       cfg: InferenceConfig = InferenceConfig()) -> dict:
+                       cfg: InferenceConfig = InferenceConfig(), instances_gt: str | os.PathLike | None = None) -> dict:
     """Universal metrics of the segmenter alone (it can only predict seen classes)."""
     flat, _ = evaluate_head(FeatureStore(store), segmenter_head(checkpoint), gt_json, gt_dir,
-                            unseen_from_split(split_categories_json), cfg)
+                            unseen_from_split(split_categories_json), cfg, instances_gt)
     return flat

@@ -34,10 +34,13 @@ class DumpConfig:
     batch_size: int = 16  # images per forward pass
     dtype: str = "float16"  # feature storage precision: float16 halves disk and I/O
     chunk_rows: int = 4096  # rows per Zarr chunk (sequential reads)
+    mask_size: int = 0  # side of the stored validation mask logits; 0 = the model's (image_size / 4)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"dump.dtype: float16 or float32, got {self.dtype!r}")
+        if self.mask_size < 0:
+            raise ConfigError(f"dump.mask_size: 0 (full) or a positive side in pixels, got {self.mask_size}")
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,21 @@ def _dump(checkpoint, annotation_json, image_dir, out, cfg, png_dir, keep_masks,
     data.ids = data.ids[ctx.rank::ctx.world_size]
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, collate_fn=collate)
     Q, h = model.config.num_queries, seg_cfg.image_size // 4
+    hm = cfg.mask_size or h
+    if hm > h:
+        raise ConfigError(f"dump.mask_size {hm} exceeds the model's mask resolution {h} (segmenter.image_size / 4)")
     writer = ShardWriter(tmp, f"rank-{ctx.rank:03d}", model.config.hidden_dim, cfg.dtype, cfg.chunk_rows,
-                         mask_shape=(Q, h, h) if keep_masks else None)
+                         mask_shape=(Q, hm, hm) if keep_masks else None)
     try:
         for batch in tqdm(loader, desc=f"dump {Path(annotation_json).name}", disable=not (ctx.is_main and show_progress)):
             outp = model(pixel_values=batch["pixel_values"].to(ctx.device))
             feats = outp.transformer_decoder_last_hidden_state.float().cpu()
             cls, masks = outp.class_queries_logits.float().cpu(), outp.masks_queries_logits.float().cpu()
+            kept = F.interpolate(masks, size=(hm, hm), mode="area") if keep_masks and hm != h else masks
             for b, image_id in enumerate(batch["image_ids"]):
                 rec = match_image(cls[b], masks[b], batch["mask_labels"][b], batch["class_labels"][b],
                                   batch["category_ids"][b], batch["valid"][b])
-                writer.add_image(image_id, feats[b].numpy(), rec, masks[b].numpy() if keep_masks else None,
+                writer.add_image(image_id, feats[b].numpy(), rec, kept[b].numpy() if keep_masks else None,
                                  batch["valid"][b], batch["orig_size"][b])
         writer.close()
     except BaseException:
@@ -116,7 +123,7 @@ def _dump(checkpoint, annotation_json, image_dir, out, cfg, png_dir, keep_masks,
     if ctx.is_main:
         meta = {"dim": model.config.hidden_dim, "dtype": cfg.dtype, "num_queries": Q, "classes": classes,
                 "checkpoint": str(checkpoint), "annotation_json": str(annotation_json), "image_size": seg_cfg.image_size,
-                "mask_shape": [Q, h, h] if keep_masks else None, "dump": asdict(cfg)}
+                "mask_shape": [Q, hm, hm] if keep_masks else None, "dump": asdict(cfg)}
         finalize_store(tmp, out, meta)
     ctx.barrier()
     from zeroseg.features.store import FeatureStore

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.atomic import atomic_file
-from zeroseg.errors import DataError
+from zeroseg.errors import ConfigError, DataError
 from zeroseg.evaluate.heads import Head
 from zeroseg.features.store import NO_OBJECT, FeatureStore
 
@@ -33,7 +33,12 @@ class ClassifierConfig:
     unseen_weight: float = 5.0  # CE weight of unseen classes (official: 5)
     no_object_weight: float = 0.1  # CE weight of no-object (official: 0.1)
     min_iou: float = 0.5  # matched queries below this IoU count as no-object
+    no_object_keep: float = 1.0  # share of no-object queries trained on (COCO: 0.1 keeps memory and time bounded)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.no_object_keep <= 1.0:
+            raise ConfigError(f"classifier.no_object_keep: a share in (0, 1], got {self.no_object_keep}")
 
 
 @dataclass
@@ -42,9 +47,11 @@ class TrainingSet:
     y: torch.Tensor  # (n,) index into seen + unseen + [no-object]
 
 
-def real_seen_set(store: FeatureStore, seen_ids: list[int], min_iou: float) -> TrainingSet:
-    """All queries of the seen images: matched (IoU >= min_iou) -> class, others -> no-object."""
-    feats = np.concatenate([f for f, _ in store.iter_sequential()])
+def real_seen_set(store: FeatureStore, seen_ids: list[int], min_iou: float, no_object_keep: float = 1.0,
+                  seed: int = 0) -> TrainingSet:
+    """The queries of the seen images: matched (IoU >= min_iou) -> class, others -> no-object.
+    ``no_object_keep`` < 1 keeps that random share of the no-object queries (at COCO scale
+    they are ~90% of 4.5M rows); features are read chunk by chunk, only kept rows are held."""
     lab, iou = store.labels, store.column("mask_iou")
     ids = np.asarray(seen_ids)
     order = np.argsort(ids)
@@ -56,7 +63,12 @@ def real_seen_set(store: FeatureStore, seen_ids: list[int], min_iou: float) -> T
         raise DataError(f"{store.path}: labels {bad[:5]} are not seen classes: was this store dumped from the seen split?")
     y = np.full(len(lab), -1, np.int64)
     y[matched] = np.where(iou[matched] >= min_iou, order[pos], -1)
-    return TrainingSet(torch.from_numpy(feats), torch.from_numpy(y))
+    keep = (y >= 0) | (np.random.default_rng(seed).random(len(y)) < no_object_keep)
+    parts, start = [], 0
+    for f, _ in store.iter_sequential():
+        parts.append(f[keep[start:start + len(f)]])
+        start += len(f)
+    return TrainingSet(torch.from_numpy(np.concatenate(parts)), torch.from_numpy(y[keep]))
 
 
 def segmenter_init(head_weight: torch.Tensor, head_bias: torch.Tensor, n_unseen: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +195,7 @@ def retrain_classifier(cfg: ClassifierConfig, segmenter: str | os.PathLike, seen
         raise DataError(f"{embeddings}: unseen classes {space.unseen_ids} differ from the split's {sorted(split_unseen)}")
     cats = load_panoptic(categories_json).categories
     isthing = [cats[c].isthing for c in space.all_ids]
-    seen = real_seen_set(FeatureStore(seen_store), space.seen_ids, cfg.min_iou)
+    seen = real_seen_set(FeatureStore(seen_store), space.seen_ids, cfg.min_iou, cfg.no_object_keep, cfg.seed)
     if seen.x.shape[1] != sh.weight.shape[1]:
         raise DataError(f"{seen_store}: feature dim {seen.x.shape[1]} != segmenter head dim {sh.weight.shape[1]}")
     ns, nu = len(space.seen_ids), len(space.unseen_ids)

@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from zeroseg.atomic import atomic_dir, write_json
-from zeroseg.data.panoptic import id2rgb, load_panoptic, read_id_png
+from zeroseg.data.panoptic import load_panoptic, read_id_png, write_ids
 
 KINDS = ("remove", "merge", "split", "shift", "relabel", "crowd", "void", "invent")
 
@@ -96,7 +95,7 @@ def perturb_folder(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, out_di
         for k, (iid, ann) in enumerate(gt.annotations.items()):
             rng = np.random.default_rng([seed, k])
             ids, segs = perturb_image(read_id_png(gt_dir, ann), ann["segments_info"], cat_ids, rng, kinds, strength)
-            Image.fromarray(id2rgb(ids)).save(tmp / "pred" / ann["file_name"])
+            write_ids(tmp / "pred" / ann["file_name"], ids)
             anns.append({"image_id": iid, "file_name": ann["file_name"], "segments_info": segs})
         write_json(tmp / "pred.json", {"annotations": anns, "categories": gt.raw["categories"]}, indent=None)
     return out_dir / "pred.json", out_dir / "pred"

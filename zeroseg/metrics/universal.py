@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from zeroseg.atomic import read_json
 from zeroseg.data.panoptic import Category, load_panoptic
 from zeroseg.metrics.instance import instance_metrics, segments_to_instances
 from zeroseg.metrics.panoptic import PanopticEvaluator, iter_panoptic_pairs, unseen_ids_of
@@ -18,8 +19,12 @@ from zeroseg.metrics.semantic import IGNORE, SemanticEvaluator
 class UniversalEvaluator:
     """Feed (ground truth, prediction) panoptic pairs with :meth:`add`; read :meth:`metrics`."""
 
-    def __init__(self, categories: dict[int, Category], unseen_ids: set[int] | None = None) -> None:
+    def __init__(self, categories: dict[int, Category], unseen_ids: set[int] | None = None,
+                 instances_gt: dict[str, Any] | None = None) -> None:
+        """``instances_gt``: an official COCO instances dict to score mAP/R@100 against (ZSI:
+        overlapping, unoccluded masks); by default the thing segments of the panoptic ground truth."""
         self.categories = categories
+        self.instances_gt = instances_gt
         self.unseen_ids = unseen_ids
         self.panoptic = PanopticEvaluator(categories, unseen_ids)
         self.class_ids = sorted(categories)
@@ -42,10 +47,13 @@ class UniversalEvaluator:
         self.semantic.add(self._semantic(g, gt_segments), self._semantic(p, pred_segments))
         h, w = gt_ids.shape
         self.images.append({"id": image_id, "height": h, "width": w})
-        self.gt_instances += segments_to_instances(image_id, gt_ids, gt_segments, self.thing_ids, gt=True)
+        if self.instances_gt is None:
+            self.gt_instances += segments_to_instances(image_id, gt_ids, gt_segments, self.thing_ids, gt=True)
         self.results += segments_to_instances(image_id, pred_ids, pred_segments, self.thing_ids, gt=False)
 
     def instance_ground_truth(self) -> dict[str, Any]:
+        if self.instances_gt is not None:
+            return self.instances_gt
         anns = [dict(a, id=i) for i, a in enumerate(self.gt_instances, start=1)]
         cats = [{"id": c, "name": self.categories[c].name} for c in sorted(self.thing_ids)]
         return {"images": self.images, "annotations": anns, "categories": cats}
@@ -59,10 +67,12 @@ class UniversalEvaluator:
 
 
 def evaluate_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_json: str | os.PathLike,
-                   pred_dir: str | os.PathLike, unseen: str | None = None) -> tuple[dict[str, float | None], list[dict]]:
+                   pred_dir: str | os.PathLike, unseen: str | None = None,
+                   instances_gt: str | os.PathLike | None = None) -> tuple[dict[str, float | None], list[dict]]:
     """All three tasks from a COCO panoptic prediction folder. Returns (flat metrics, PQ table)."""
     gt = load_panoptic(gt_json)
-    ev = UniversalEvaluator(gt.categories, unseen_ids_of(gt.categories, unseen, gt_json))
+    inst = read_json(instances_gt, "COCO instances ground truth") if instances_gt else None
+    ev = UniversalEvaluator(gt.categories, unseen_ids_of(gt.categories, unseen, gt_json), inst)
     for iid, g, gs, p, ps in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
         ev.add(iid, g, gs, p, ps)
     return ev.metrics(), ev.panoptic.result().table()

@@ -34,7 +34,8 @@ class SegmenterConfig:
     encoder_layers: int = 2
     decoder_layers: int = 4
     heads: int = 4
-    ffn_dim: int = 256
+    ffn_dim: int = 256  # transformer-decoder FFN width
+    encoder_ffn_dim: int = 0  # pixel-decoder FFN width; 0 = ffn_dim
     train_num_points: int = 2304
     no_object_weight: float = 0.1
     pretrained: str = ""  # local folder or hub name of a Mask2Former checkpoint (online users); "" = from scratch
@@ -84,7 +85,7 @@ def build_model(cfg: SegmenterConfig, num_classes: int) -> torch.nn.Module:
         backbone_config=backbone, backbone=None, use_pretrained_backbone=False, use_timm_backbone=False,
         num_queries=cfg.num_queries, hidden_dim=cfg.hidden_dim, mask_feature_size=cfg.hidden_dim,
         feature_size=cfg.hidden_dim, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers,
-        num_attention_heads=cfg.heads, encoder_feedforward_dim=cfg.ffn_dim, dim_feedforward=cfg.ffn_dim,
+        num_attention_heads=cfg.heads, encoder_feedforward_dim=cfg.encoder_ffn_dim or cfg.ffn_dim, dim_feedforward=cfg.ffn_dim,
         num_labels=num_classes, train_num_points=cfg.train_num_points, no_object_weight=cfg.no_object_weight)
     model = Mask2FormerForUniversalSegmentation(m2f)
     if cfg.pretrained_backbone:

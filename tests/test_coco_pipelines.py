@@ -1,0 +1,129 @@
+"""The COCO benchmark pipelines' CPU smoke variants: `dvc repro` of each on the shared coco-mini
+(real COCO files), in a clean copy of the repository. Two copies run side by side (2 cores)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import COCO_JSON, ROOT, SHARED
+
+PIPELINES = ("coco-panoptic", "coco-stuff", "coco-instance-48-17", "coco-instance-65-15")
+ROW_KEYS = [f"{t}_{p}" for t in ("pq", "sq", "rq", "map50", "r100", "miou") for p in ("seen", "unseen", "hm")]
+
+
+def _env():
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
+                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+
+
+def _clean_copy(dst: Path) -> None:
+    """The tracked files (links kept as links) plus the new pipeline files, in a fresh git repo."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if f.startswith(("metrics/", "plots/", "dvclive/")) or f == "dvc.lock" or not (src.is_file() or src.is_symlink()):
+            continue
+        parts = f.split("/")
+        if f.startswith("pipelines/") and ("smoke" in parts or "fixtures" in parts) and parts[-1] not in ("dvc.yaml", "params.yaml"):
+            continue  # what a local smoke run left behind
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst / f)
+        else:
+            shutil.copy(src, dst / f)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "project"]):  # dvclive needs a commit
+        subprocess.run(cmd, cwd=dst, env=_env(), check=True)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    if not COCO_JSON.exists():
+        pytest.skip(f"shared data absent: {COCO_JSON} (the smoke pipelines run on ../shared/data/coco-mini)")
+    base = tmp_path_factory.mktemp("coco")
+    (base / "shared").symlink_to(SHARED.parent)  # the pipelines read ../shared/data beside the repository
+    procs = {}
+    for k, group in enumerate((PIPELINES[:2], PIPELINES[2:])):
+        repo = base / f"repo{k}"  # copies side by side: ../shared resolves the same way from each
+        repo.mkdir()
+        _clean_copy(repo)
+        targets = [f"pipelines/{p}/smoke/dvc.yaml" for p in group]
+        procs[repo] = (group, subprocess.Popen([sys.executable, "-m", "dvc", "repro", *targets], cwd=repo, env=_env(),
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    runs = {}
+    for repo, (group, proc) in procs.items():
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, out[-6000:]
+        for p in group:
+            runs[p] = repo / "pipelines" / p / "smoke"
+    return runs
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_smoke_pipeline_runs_every_stage(smoke_runs, name):
+    d = smoke_runs[name]
+    for stage_out in ("data/coco/panoptic_train.json", "data/coco/instances_val.json", "data/split/panoptic_train_seen.json",
+                      "data/embed/classes.parquet", "data/segmenter/model.pt", "data/features/train_seen/meta.json",
+                      "data/features/val/meta.json", "data/generators/pading.pt", "data/heads/projection.pt",
+                      "data/heads/pading.pt", "metrics/segmenter.json", "metrics/zero_shot.json", "plots/tsne.png",
+                      "plots/overlays.png"):
+        assert (d / stage_out).exists(), stage_out
+    for row in ("projection", "pading"):
+        m = _json(d / "metrics" / "rows" / f"{row}.json")
+        assert set(ROW_KEYS) <= set(m), sorted(set(ROW_KEYS) - set(m))
+    assert _json(d / "data/features/val/meta.json")["mask_shape"][1:] == [16, 16]  # dump.mask_size
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", f"pipelines/{name}/smoke/dvc.yaml"], cwd=d.parents[2],
+                            env=_env(), capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout + status.stderr
+
+
+def test_zsp_smoke_keeps_the_31_leak_free_images(smoke_runs):
+    d = smoke_runs["coco-panoptic"]
+    assert _json(d / "metrics/split.json") == {"split.images": 100, "split.seen_images": 31, "split.unseen_images": 69,
+                                                "split.unseen_classes": 14}
+    assert _json(d / "metrics/prepare.json")["prepare.classes"] == 133
+    from zeroseg.split import check_no_leak
+
+    assert check_no_leak(d / "data/split/panoptic_train_seen.json", COCO_JSON, COCO_JSON.with_suffix(""), "coco-zsp") == 31
+
+
+def test_zss_smoke_is_semantic(smoke_runs):
+    d = smoke_runs["coco-stuff"]
+    assert _json(d / "metrics/prepare.json")["prepare.classes"] == 171
+    cats = _json(d / "data/coco/panoptic_val.json")["categories"]
+    assert not any(c["isthing"] for c in cats)  # one segment per class: the semantic task
+    m = _json(d / "metrics/rows/pading.json")
+    assert m["map50"] is None and m["miou_hm"] is not None  # no instances to score; mIoU is
+
+
+@pytest.mark.parametrize("name,classes,unseen", [("coco-instance-48-17", 65, 17), ("coco-instance-65-15", 80, 15)])
+def test_zsi_smoke_keeps_the_split_classes(smoke_runs, name, classes, unseen):
+    d = smoke_runs[name]
+    assert _json(d / "metrics/prepare.json")["prepare.classes"] == classes
+    assert _json(d / "metrics/split.json")["split.unseen_classes"] == unseen
+    inst = _json(d / "data/coco/instances_val.json")
+    assert len(inst["categories"]) == classes and inst["annotations"]
+    assert _json(d / "metrics/rows/pading.json")["map50_hm"] is not None
+
+
+def test_every_pipeline_is_the_shared_definition_with_complete_params():
+    template = ROOT / "pipelines" / "coco-pipeline.yaml"
+    stages = yaml.safe_load(template.read_text())["stages"]
+    sections = {p for st in stages.values() for p in st.get("do", st).get("params", [])}
+    for name in PIPELINES:
+        for d in (ROOT / "pipelines" / name, ROOT / "pipelines" / name / "smoke"):
+            assert (d / "dvc.yaml").is_symlink() and (d / "dvc.yaml").resolve() == template.resolve(), d
+            params = yaml.safe_load((d / "params.yaml").read_text())
+            assert sections | {"repo", "launch", "generators", "heads"} <= set(params), (d, sections - set(params))
+            assert (d / params["repo"] / "stages" / "prepare.py").exists(), d
+            assert {"projection", "pading"} <= set(params["heads"]) and "pading" in params["generators"]

@@ -1,0 +1,133 @@
+"""COCO instance annotations (``instances_{train,val}2014.json``) -> the COCO panoptic format.
+
+Instance masks may overlap; a panoptic PNG cannot. Masks are painted largest first, so a
+smaller object lying on a larger one keeps its pixels (the visible part of each object).
+Crowd regions become ``iscrowd`` segments, painted before everything else. Annotations of
+classes outside ``keep`` (the 15 COCO classes that belong to neither side of the ZSI 48/17
+split) are painted as VOID (id 0), so their pixels are neither trained nor scored.
+Pixels of no object stay VOID: the instance task has no stuff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from zeroseg.atomic import read_json
+from zeroseg.data.panoptic import PanopticDataset, read_id_png, segment_info, write_ids
+from zeroseg.errors import DataError
+from zeroseg.metrics.instance import segments_to_instances
+
+
+def load_instances(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check the structure of a COCO instances JSON."""
+    raw = read_json(path, "COCO instances file")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(raw.get(key), list):
+            raise DataError(f"{path}: field '{key}' missing or not a list (is this a COCO instances file?)")
+    cats = {c["id"] for c in raw["categories"]}
+    images = {}
+    for im in raw["images"]:
+        if im["id"] in images:
+            raise DataError(f"{path}: duplicate image id {im['id']} in 'images'")
+        images[im["id"]] = im
+    for i, a in enumerate(raw["annotations"]):
+        for key in ("image_id", "category_id", "segmentation", "area"):
+            if key not in a:
+                raise DataError(f"{path}: annotations[{i}] has no field '{key}'")
+        if a["category_id"] not in cats:
+            raise DataError(f"{path}: annotations[{i}] (image {a['image_id']}): unknown category_id {a['category_id']}")
+        if a["image_id"] not in images:
+            raise DataError(f"{path}: annotations[{i}]: image_id {a['image_id']} is not in 'images'")
+    return raw
+
+
+def keep_classes(raw: dict[str, Any], keep: tuple[str, ...] | None, path: object) -> set[int]:
+    """Category ids to keep (all when ``keep`` is None); unknown names raise."""
+    by_name = {c["name"]: c["id"] for c in raw["categories"]}
+    if keep is None:
+        return set(by_name.values())
+    unknown = [n for n in keep if n not in by_name]
+    if unknown:
+        raise DataError(f"{path}: class(es) {unknown} are not categories of this file")
+    return {by_name[n] for n in keep}
+
+
+def annotation_mask(ann: dict[str, Any], h: int, w: int) -> np.ndarray:
+    """(H, W) bool mask of a polygon, RLE or uncompressed-RLE segmentation."""
+    seg = ann["segmentation"]
+    if isinstance(seg, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if seg else None
+    elif isinstance(seg.get("counts"), list):
+        rle = mask_utils.frPyObjects(seg, h, w)
+    else:
+        rle = seg
+    if rle is None:
+        return np.zeros((h, w), bool)
+    return mask_utils.decode(rle).astype(bool)
+
+
+def paint_image(image: dict[str, Any], anns: list[dict[str, Any]], kept: set[int]) -> tuple[np.ndarray, list[dict]]:
+    """One image's instances -> ((H, W) segment ids, segments_info)."""
+    h, w = image["height"], image["width"]
+    ids = np.zeros((h, w), np.int64)
+    order = sorted(range(len(anns)), key=lambda i: (not anns[i].get("iscrowd", 0), -float(anns[i]["area"])))
+    painted = []
+    for sid, i in enumerate(order, start=1):
+        a = anns[i]
+        m = annotation_mask(a, h, w)
+        ids[m] = sid if a["category_id"] in kept else 0
+        if a["category_id"] in kept:
+            painted.append((sid, a))
+    segments = []
+    for sid, a in painted:
+        m = ids == sid
+        if m.any():
+            segments.append(segment_info(sid, a["category_id"], m, a.get("iscrowd", 0)))
+    return ids, segments
+
+
+def instances_to_panoptic(raw: dict[str, Any], kept: set[int], png_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write one panoptic PNG per image into ``png_dir``; return the panoptic JSON dict."""
+    png_dir = Path(png_dir)
+    by_image: dict[int, list[dict]] = {}
+    for a in raw["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    annotations = []
+    for im in raw["images"]:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ids, segments = paint_image(im, by_image.get(im["id"], []), kept)
+        name = Path(im["file_name"]).with_suffix(".png").name
+        write_ids(png_dir / name, ids)
+        annotations.append({"image_id": im["id"], "file_name": name, "segments_info": segments})
+    categories = [dict(c, isthing=1) for c in raw["categories"] if c["id"] in kept]
+    images = [{k: im[k] for k in ("id", "file_name", "height", "width")} for im in raw["images"]]
+    return {"info": raw.get("info", {}), "images": images, "annotations": annotations, "categories": categories}
+
+
+def filter_instances(raw: dict[str, Any], kept: set[int]) -> dict[str, Any]:
+    """The instances JSON restricted to the kept classes (the ZSI evaluation ground truth)."""
+    return {"info": raw.get("info", {}), "images": raw["images"],
+            "annotations": [a for a in raw["annotations"] if a["category_id"] in kept],
+            "categories": [c for c in raw["categories"] if c["id"] in kept]}
+
+
+def panoptic_instances(ds: PanopticDataset, png_dir: str | os.PathLike) -> dict[str, Any]:
+    """The thing segments of a panoptic set as a COCO instances dict (RLE masks, ids from 1,
+    crowd segments with iscrowd 1)."""
+    things = {cid for cid, c in ds.categories.items() if c.isthing}
+    anns = []
+    for iid, ann in ds.annotations.items():
+        if any(s["category_id"] in things for s in ann["segments_info"]):
+            ids = read_id_png(png_dir, ann, ds.images[iid])
+            anns += segments_to_instances(iid, ids, ann["segments_info"], things, gt=True)
+    return {"info": ds.raw.get("info", {}), "licenses": ds.raw.get("licenses", []), "images": list(ds.images.values()),
+            "annotations": [dict(a, id=i) for i, a in enumerate(anns, start=1)],
+            "categories": [{"supercategory": c.raw.get("supercategory", ""), "id": c.id, "name": c.name}
+                           for c in ds.categories.values() if c.isthing]}
