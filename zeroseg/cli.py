@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +24,15 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A :class:`ZerosegError` inside the block ends the command with its message and exit code 2."""
+    try:
+        yield
+    except ZerosegError as exc:
+        _fail(exc)
+
+
 @app.command()
 def synth(
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the benchmark into (replaced atomically)."),
@@ -34,13 +45,11 @@ def synth(
     from zeroseg.config import load_section
     from zeroseg.synth import SynthConfig, generate
 
-    try:
+    with _reported():
         cfg = load_section(params, "synth", SynthConfig) if params else SynthConfig()
         if seed is not None:
             cfg = dataclasses.replace(cfg, seed=seed)
         res = generate(cfg, out_dir)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"wrote {cfg.train_images} train + {cfg.val_images} val images, {res.num_classes} classes to {out_dir}")
 
 
@@ -55,10 +64,8 @@ def split(
     """Split into seen-only training images, images with unseen classes, and all images."""
     from zeroseg.split import split_dataset
 
-    try:
+    with _reported():
         res = split_dataset(annotation_json, unseen, out_dir, png_dir, verify_pngs)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"{res.num_seen_images} of {res.num_images} images kept for training (no unseen class); "
               f"{res.num_unseen_images} contain one of {len(res.unseen_classes)} unseen classes -> {out_dir}")
 
@@ -71,10 +78,8 @@ def prepare(
     """Official COCO files (panoptic, COCO-Stuff maps or 2014 instances) -> the pipelines' panoptic layout."""
     from zeroseg.data.prepare import PrepareConfig, prepare_coco
 
-    try:
+    with _reported():
         res = prepare_coco(_section(params, "prepare", PrepareConfig), out_dir)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"{res.train_images} train + {res.val_images} val images, {res.classes} classes -> {out_dir}")
 
 
@@ -90,10 +95,8 @@ def coco_fixture(
     convert = {"stuff": panoptic_to_stuffmaps, "instances": panoptic_to_instances}.get(kind)
     if convert is None:
         _fail(ValueError(f"kind: stuff or instances, got {kind!r}"))
-    try:
+    with _reported():
         n = convert(panoptic_json, out_path)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"{n} {'label maps' if kind == 'stuff' else 'instances'} -> {out_path}")
 
 
@@ -108,10 +111,8 @@ def check_leak(
     from zeroseg.data.panoptic import default_png_dir
     from zeroseg.split import check_no_leak
 
-    try:
+    with _reported():
         n = check_no_leak(seen_json, reference_json, png_dir or default_png_dir(reference_json), unseen)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"no leak: {n} images checked, none contains an unseen pixel")
 
 
@@ -132,14 +133,12 @@ def embed_classes_cmd(
     from zeroseg.config import load_section
     from zeroseg.embed.classes import EmbedConfig, embed_classes
 
-    try:
+    with _reported():
         cfg = load_section(params, "embed", EmbedConfig) if params else EmbedConfig()
         overrides = {"source": source, "clip_model": clip_model, "word_vectors": word_vectors and str(word_vectors),
                      "table": table and str(table), "table_names": table_names and str(table_names)}
         cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
         df = embed_classes(categories_json, cfg, out_file)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"{len(df)} classes embedded with {cfg.source} -> {out_file}")
 
 
@@ -165,10 +164,8 @@ def train_segmenter_cmd(
     from zeroseg.segmenter.model import SegmenterConfig
     from zeroseg.segmenter.train import train_segmenter
 
-    try:
+    with _reported():
         res = train_segmenter(_section(params, "segmenter", SegmenterConfig), seen_json, image_dir, out_dir, png_dir, live_dir)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"{res.steps} steps (resumed from {res.resumed_from}), loss {res.final_loss:.3f} -> {res.checkpoint}")
 
 
@@ -185,11 +182,9 @@ def dump_features_cmd(
     """Per-query features, Hungarian-matched labels (and masks) to a Zarr store (section 'dump')."""
     from zeroseg.features.dump import DumpConfig, dump_features
 
-    try:
+    with _reported():
         res = dump_features(checkpoint, annotation_json, image_dir, out_store, _section(params, "dump", DumpConfig),
                             png_dir, keep_masks)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"{res.rows} query records of {res.images} images -> {res.store}")
 
 
@@ -203,10 +198,8 @@ def train_generator_cmd(
     """Train the feature generator (section 'generator')."""
     from zeroseg.generator.train import GeneratorConfig, train_generator
 
-    try:
+    with _reported():
         losses = train_generator(_section(params, "generator", GeneratorConfig), seen_store, embeddings, out_file)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"losses {losses} -> {out_file}")
 
 
@@ -224,11 +217,9 @@ def retrain_classifier_cmd(
     """A classifier over seen + unseen + no-object (section 'classifier')."""
     from zeroseg.generator.classifier import ClassifierConfig, retrain_classifier
 
-    try:
+    with _reported():
         retrain_classifier(_section(params, "classifier", ClassifierConfig), segmenter, seen_store, embeddings,
                            split_all_json, out_file, unseen_features, projection)
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"head -> {out_file}")
 
 
@@ -244,11 +235,9 @@ def predict(
     """Panoptic prediction for your own images; new class names are added without retraining the segmenter."""
     from zeroseg.predict import ModelFiles, predict_images, with_inference
 
-    try:
+    with _reported():
         res = predict_images(images, [c for c in classes.split(",") if c.strip()], out_dir,
                              ModelFiles.from_root(checkpoint, generator), with_inference(params))
-    except ZerosegError as exc:
-        _fail(exc)
     out.print(f"{len(images)} image(s) -> {res} (+ panoptic/*.png, overlay/*.png)")
 
 
@@ -277,10 +266,8 @@ def pq(
     """Panoptic quality (PQ, SQ, RQ): All / Things / Stuff and Seen / Unseen / HM."""
     from zeroseg.metrics.panoptic import pq_files
 
-    try:
+    with _reported():
         res = pq_files(gt_json, gt_dir, pred_json, pred_dir, unseen)
-    except ZerosegError as exc:
-        _fail(exc)
     _write_metrics(res.flat(), res.table(), json_out)
 
 
@@ -297,10 +284,8 @@ def evaluate(
     """Score ONE panoptic prediction on all three tasks: PQ/SQ/RQ, mask mAP@0.5 + R@100, mIoU."""
     from zeroseg.metrics.universal import evaluate_files
 
-    try:
+    with _reported():
         flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen, instances_gt)
-    except ZerosegError as exc:
-        _fail(exc)
     _write_metrics(flat, table, json_out)
 
 
@@ -317,12 +302,10 @@ def ap(
     from zeroseg.metrics.instance import instance_files
     from zeroseg.metrics.panoptic import unseen_ids_of
 
-    try:
+    with _reported():
         raw = read_json(gt_json, "COCO instances file")
         cats = {c["id"]: Category(c["id"], c["name"], True, c) for c in raw.get("categories", [])}
         flat = instance_files(gt_json, results_json, unseen_ids_of(cats, unseen, gt_json))
-    except ZerosegError as exc:
-        _fail(exc)
     _write_metrics(flat, None, json_out)
 
 
