@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,31 @@ COCO_MINI = SHARED / "coco-mini"
 COCO_JSON = COCO_MINI / "annotations" / "panoptic_train2017.json"
 COCO_PNG = COCO_MINI / "annotations" / "panoptic_train2017"
 WORD_VECTORS = SHARED / "word-vectors"
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for dvc/git subprocesses: this venv first on PATH, one thread, a git identity."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
+                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+
+
+def copy_project(dst: Path) -> None:
+    """The project's source files into ``dst`` as a clean clone would have them: tracked and new
+    untracked files, links kept as links, without the root run's results or a local smoke run's."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if f.startswith(("metrics/", "plots/", "dvclive/")) or f == "dvc.lock" or not (src.is_file() or src.is_symlink()):
+            continue
+        parts = f.split("/")
+        if f.startswith("pipelines/") and ("smoke" in parts or "fixtures" in parts) and parts[-1] not in ("dvc.yaml", "params.yaml"):
+            continue  # what a local smoke run left behind
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst / f)
+        else:
+            shutil.copy(src, dst / f)
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 (real COCO files), in a clean copy of the repository. Two copies run side by side (2 cores)."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,35 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import COCO_JSON, ROOT, SHARED
+from tests.conftest import COCO_JSON, ROOT, SHARED, copy_project, subprocess_env
 
 PIPELINES = ("coco-panoptic", "coco-stuff", "coco-instance-48-17", "coco-instance-65-15")
 ROW_KEYS = [f"{t}_{p}" for t in ("pq", "sq", "rq", "map50", "r100", "miou") for p in ("seen", "unseen", "hm")]
 
 
-def _env():
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
-                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-
-
 def _clean_copy(dst: Path) -> None:
-    """The tracked files (links kept as links) plus the new pipeline files, in a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        src = ROOT / f
-        if f.startswith(("metrics/", "plots/", "dvclive/")) or f == "dvc.lock" or not (src.is_file() or src.is_symlink()):
-            continue
-        parts = f.split("/")
-        if f.startswith("pipelines/") and ("smoke" in parts or "fixtures" in parts) and parts[-1] not in ("dvc.yaml", "params.yaml"):
-            continue  # what a local smoke run left behind
-        (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            os.symlink(os.readlink(src), dst / f)
-        else:
-            shutil.copy(src, dst / f)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "project"]):  # dvclive needs a commit
-        subprocess.run(cmd, cwd=dst, env=_env(), check=True)
+    """The project in a fresh git repo with one commit (dvclive needs a commit)."""
+    copy_project(dst)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "project"]):
+        subprocess.run(cmd, cwd=dst, env=subprocess_env(), check=True)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +34,7 @@ def smoke_runs(tmp_path_factory):
         repo.mkdir()
         _clean_copy(repo)
         targets = [f"pipelines/{p}/smoke/dvc.yaml" for p in group]
-        procs[repo] = (group, subprocess.Popen([sys.executable, "-m", "dvc", "repro", *targets], cwd=repo, env=_env(),
+        procs[repo] = (group, subprocess.Popen([sys.executable, "-m", "dvc", "repro", *targets], cwd=repo, env=subprocess_env(),
                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     runs = {}
     for repo, (group, proc) in procs.items():
@@ -83,7 +63,7 @@ def test_smoke_pipeline_runs_every_stage(smoke_runs, name):
         assert set(ROW_KEYS) <= set(m), sorted(set(ROW_KEYS) - set(m))
     assert _json(d / "data/features/val/meta.json")["mask_shape"][1:] == [16, 16]  # dump.mask_size
     status = subprocess.run([sys.executable, "-m", "dvc", "status", f"pipelines/{name}/smoke/dvc.yaml"], cwd=d.parents[2],
-                            env=_env(), capture_output=True, text=True)
+                            env=subprocess_env(), capture_output=True, text=True)
     assert "up to date" in status.stdout, status.stdout + status.stderr
 
 

@@ -2,7 +2,6 @@
 the panoptic copy, and the errors on bad inputs."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

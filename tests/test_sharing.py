@@ -1,15 +1,12 @@
 """Team sharing through a DVC remote: a second clone pulls the cached segmenter and features
 and runs the generator onward without re-running the segmenter or the dump."""
 
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import copy_project, subprocess_env
 
 TINY_PARAMS = {
     "synth": {"train_images": 30, "val_images": 6, "image_size": 64},
@@ -27,15 +24,10 @@ def _run(args, cwd, env):
 
 
 def test_second_clone_pulls_features_and_reruns_nothing_upstream(tmp_path):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env = subprocess_env()
     dvc = [sys.executable, "-m", "dvc"]
     a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/", "dvclive/")) and f != "dvc.lock":
-            (a / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / f, a / f)
+    copy_project(a)
     params = yaml.safe_load((a / "params.yaml").read_text())
     for section, over in TINY_PARAMS.items():
         params[section].update(over)

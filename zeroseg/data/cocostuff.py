@@ -52,6 +52,8 @@ COCOSTUFF_NAMES: tuple[str, ...] = (
 UNUSED: frozenset[str] = frozenset({
     "street sign", "hat", "shoe", "eye glasses", "plate", "mirror", "window", "desk", "door", "blender", "hair brush",
 })
+#: The 171 classes in use: name -> pixel value.
+USED: dict[str, int] = {n: v for v, n in enumerate(COCOSTUFF_NAMES) if n not in UNUSED}
 IGNORE = 255
 NUM_THINGS = 91  # values 0..90 are COCO's thing ids 1..91; 91.. are stuff
 
@@ -59,7 +61,7 @@ NUM_THINGS = 91  # values 0..90 are COCO's thing ids 1..91; 91.. are stuff
 def cocostuff_categories() -> list[dict]:
     """The 171 used COCO-Stuff classes as panoptic categories (id = COCO-Stuff id, isthing 0)."""
     return [{"id": v + 1, "name": n, "isthing": 0, "supercategory": "thing" if v < NUM_THINGS else "stuff"}
-            for v, n in enumerate(COCOSTUFF_NAMES) if n not in UNUSED]
+            for n, v in USED.items()]
 
 
 def read_label_map(path: Path) -> np.ndarray:
@@ -78,7 +80,7 @@ def read_label_map(path: Path) -> np.ndarray:
 
 
 _VALID = np.zeros(256, bool)
-_VALID[[v for v, n in enumerate(COCOSTUFF_NAMES) if n not in UNUSED]] = True
+_VALID[list(USED.values())] = True
 _VALID[IGNORE] = True
 
 

@@ -16,22 +16,22 @@ import numpy as np
 from PIL import Image
 
 from zeroseg.atomic import atomic_dir, atomic_file, write_json
-from zeroseg.data.cocostuff import COCOSTUFF_NAMES, IGNORE, UNUSED
+from zeroseg.data.cocostuff import IGNORE, USED
 from zeroseg.data.instances import panoptic_instances
 from zeroseg.data.panoptic import PanopticDataset, default_png_dir, load_panoptic, read_id_png
 from zeroseg.embed.names import match_key
 from zeroseg.errors import DataError
 
 
+_KEYED = {match_key(n): v for n, v in USED.items()}
+
+
 def cocostuff_value(name: str) -> int:
     """The label-map value of a panoptic class name (exact COCO-Stuff name, else the cleaned one)."""
-    used = {n: v for v, n in enumerate(COCOSTUFF_NAMES) if n not in UNUSED}
-    if name in used:
-        return used[name]
-    keyed = {match_key(n): v for n, v in used.items()}
-    if match_key(name) not in keyed:
+    value = USED.get(name, _KEYED.get(match_key(name)))
+    if value is None:
         raise DataError(f"panoptic class {name!r} has no COCO-Stuff counterpart")
-    return keyed[match_key(name)]
+    return value
 
 
 def _load(panoptic_json: str | os.PathLike) -> tuple[PanopticDataset, Path]:

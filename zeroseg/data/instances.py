@@ -10,8 +10,6 @@ Pixels of no object stay VOID: the instance task has no stuff.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -101,8 +99,7 @@ def instances_to_panoptic(raw: dict[str, Any], kept: set[int], png_dir: str | os
         by_image.setdefault(a["image_id"], []).append(a)
     annotations = []
     for im in raw["images"]:
-        with contextlib.redirect_stdout(io.StringIO()):
-            ids, segments = paint_image(im, by_image.get(im["id"], []), kept)
+        ids, segments = paint_image(im, by_image.get(im["id"], []), kept)
         name = Path(im["file_name"]).with_suffix(".png").name
         write_ids(png_dir / name, ids)
         annotations.append({"image_id": im["id"], "file_name": name, "segments_info": segments})

@@ -50,9 +50,11 @@ class PrepareConfig:
             if not getattr(self, key):
                 raise ConfigError(f"prepare.{key}: empty; set it to the official COCO file or folder (see the README)")
         try:
-            split_classes(self.classes)
+            subset = split_classes(self.classes)
         except ValueError as exc:
             raise ConfigError(f"prepare.classes: {exc}") from exc
+        if subset is not None and self.format != "instances":
+            raise ConfigError(f"prepare.classes: class subsets are for the instances format, not {self.format!r}")
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,12 @@ def check_images(panoptic: dict[str, Any], image_dir: str | os.PathLike, source:
         raise DataError(f"{image_dir}: {len(missing)} image(s) listed in {source} are missing, e.g. {missing[:3]}")
 
 
-def _copy_panoptic(src_json: Path, png_out: Path, keep: tuple[str, ...] | None, desc: str) -> dict[str, Any]:
+def _copy_panoptic(src_json: Path, png_out: Path, desc: str) -> dict[str, Any]:
     """Validate a panoptic JSON + PNG folder and copy the PNGs (hard links where possible)."""
     ds = load_panoptic(src_json)
-    if keep is not None:
-        raise ConfigError(f"prepare.classes: class subsets are for the instances format; {src_json} is panoptic")
+    missing = sorted(set(ds.images) - set(ds.annotations))
+    if missing:
+        raise DataError(f"{src_json}: image(s) {missing[:3]} have no entry in 'annotations'")
     src_png = default_png_dir(src_json)
     if not src_png.is_dir():
         raise DataError(f"{src_png}: the PNG folder of {src_json} is missing (COCO keeps it beside the JSON)")
@@ -91,25 +94,19 @@ def _copy_panoptic(src_json: Path, png_out: Path, keep: tuple[str, ...] | None, 
             os.link(src_png / ann["file_name"], png_out / ann["file_name"])
         except OSError:
             shutil.copyfile(src_png / ann["file_name"], png_out / ann["file_name"])
-    missing = sorted(set(ds.images) - set(ds.annotations))
-    if missing:
-        raise DataError(f"{src_json}: image(s) {missing[:3]} have no entry in 'annotations'")
     return ds.raw
 
 
 def _one_split(cfg: PrepareConfig, src: str, tmp: Path, part: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(panoptic dict, instances GT dict or None) of one split, PNGs written under ``tmp``."""
     png_out = tmp / f"panoptic_{part}"
-    keep = split_classes(cfg.classes)
     if cfg.format == "panoptic":
-        return _copy_panoptic(Path(src), png_out, keep, f"prepare {part}"), None
+        return _copy_panoptic(Path(src), png_out, f"prepare {part}"), None
     png_out.mkdir(parents=True)
     if cfg.format == "stuff":
-        if keep is not None:
-            raise ConfigError("prepare.classes: class subsets are for the instances format; COCO-Stuff uses all 171")
         return stuffmaps_to_panoptic(src, png_out, workers=cfg.workers), None
     raw = load_instances(src)
-    kept = keep_classes(raw, keep, src)
+    kept = keep_classes(raw, split_classes(cfg.classes), src)
     return instances_to_panoptic(raw, kept, png_out), filter_instances(raw, kept)
 
 

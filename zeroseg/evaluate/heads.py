@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zeroseg.atomic import read_json
 from zeroseg.data.panoptic import load_panoptic, read_ids
 from zeroseg.errors import DataError
 from zeroseg.features.store import FeatureStore
@@ -82,8 +81,7 @@ def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, g
     """Universal metrics (flat) and the PQ per-class table of ``head`` on the stored images;
     ``instances_gt`` (a COCO instances JSON) replaces the panoptic things as the mAP ground truth."""
     gt = load_panoptic(gt_json)
-    inst = read_json(instances_gt, "COCO instances ground truth") if instances_gt else None
-    ev = UniversalEvaluator(gt.categories, unseen_ids, inst)
+    ev = UniversalEvaluator.for_ground_truth(gt, unseen_ids, instances_gt)
     done = set()
     for image_id, ids, segs in predict_store(store, head, cfg):
         ann = gt.annotations.get(image_id)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from zeroseg.atomic import read_json
-from zeroseg.data.panoptic import Category, load_panoptic
+from zeroseg.data.instances import load_instances
+from zeroseg.data.panoptic import Category, PanopticDataset, load_panoptic
 from zeroseg.metrics.instance import instance_metrics, segments_to_instances
 from zeroseg.metrics.panoptic import PanopticEvaluator, iter_panoptic_pairs, unseen_ids_of
 from zeroseg.metrics.semantic import IGNORE, SemanticEvaluator
@@ -34,6 +34,13 @@ class UniversalEvaluator:
         self.images: list[dict[str, int]] = []
         self.gt_instances: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
+
+    @classmethod
+    def for_ground_truth(cls, gt: PanopticDataset, unseen_ids: set[int] | None,
+                         instances_gt: str | os.PathLike | None = None) -> UniversalEvaluator:
+        """An evaluator for a loaded panoptic ground truth; ``instances_gt`` names an optional
+        COCO instances JSON (checked on reading) for mAP/R@100."""
+        return cls(gt.categories, unseen_ids, load_instances(instances_gt) if instances_gt else None)
 
     def _semantic(self, dense: np.ndarray, segments: list[dict]) -> np.ndarray:
         lut = np.array([IGNORE] + [self._index[s["category_id"]] for s in segments], np.int64)
@@ -71,8 +78,7 @@ def evaluate_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_j
                    instances_gt: str | os.PathLike | None = None) -> tuple[dict[str, float | None], list[dict]]:
     """All three tasks from a COCO panoptic prediction folder. Returns (flat metrics, PQ table)."""
     gt = load_panoptic(gt_json)
-    inst = read_json(instances_gt, "COCO instances ground truth") if instances_gt else None
-    ev = UniversalEvaluator(gt.categories, unseen_ids_of(gt.categories, unseen, gt_json), inst)
+    ev = UniversalEvaluator.for_ground_truth(gt, unseen_ids_of(gt.categories, unseen, gt_json), instances_gt)
     for iid, g, gs, p, ps in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
         ev.add(iid, g, gs, p, ps)
     return ev.metrics(), ev.panoptic.result().table()
