@@ -1,8 +1,9 @@
-"""Stage report: the ablation rows -> metrics/zero_shot.json (flat keys such as pading.pq_hm),
-a markdown table and the pictures (params section `report`).
+"""Stage report: the ablation rows (params `heads`) over the ablation seeds (params `seeds`) ->
+metrics/zero_shot.json (HM per task, mean/std, e.g. pading.pq_hm.mean), the full table as JSON
+and markdown (every cell, mean ± std), and the pictures (params section `report`; seed: the first).
 
 cmd: python stages/report.py METRICS_DIR PER_CLASS_DIR HEADS_DIR SYNTHETIC_DIR SEEN_STORE VAL_STORE
-       VAL_JSON VAL_IMAGES SPLIT_ALL_JSON OUT_JSON OUT_MD PLOTS_DIR
+       VAL_JSON VAL_IMAGES SPLIT_ALL_JSON OUT_JSON OUT_FULL_JSON OUT_MD PLOTS_DIR
 """
 
 import argparse
@@ -14,12 +15,13 @@ from zeroseg.report import ReportConfig, make_pictures, write_report
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     for name in ("metrics_dir", "per_class_dir", "heads_dir", "synthetic_dir", "seen_store", "val_store", "val_json",
-                 "val_images", "split_all_json", "out_json", "out_md", "plots_dir"):
+                 "val_images", "split_all_json", "out_json", "out_full_json", "out_md", "plots_dir"):
         ap.add_argument(name)
     a = ap.parse_args()
-    write_report(a.metrics_dir, a.out_json, a.out_md)
+    seeds = stage.seeds()
+    write_report(a.metrics_dir, stage.value("heads"), seeds, a.out_json, a.out_full_json, a.out_md)
     make_pictures(stage.section("report", ReportConfig), a.per_class_dir, a.heads_dir, a.synthetic_dir, a.seen_store,
-                  a.val_store, a.val_json, a.val_images, a.split_all_json, a.plots_dir)
+                  a.val_store, a.val_json, a.val_images, a.split_all_json, a.plots_dir, seeds[0])
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Stage retrain_classifier: a head over seen + unseen + no-object (params section `classifier`).
 
 cmd: python stages/retrain_classifier.py SEGMENTER SEEN_STORE EMBEDDINGS SPLIT_ALL_JSON OUT
-       (--unseen-features STORE | --projection)
+       (--unseen-features STORE | --projection) --seed N
 """
 
 import argparse
+from dataclasses import replace
 
 from zeroseg import stage
 from zeroseg.generator.classifier import ClassifierConfig, retrain_classifier
@@ -17,9 +18,10 @@ def main() -> None:
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--unseen-features", help="store with unseen features (synthesized, or real: the oracle)")
     g.add_argument("--projection", action="store_true", help="the projection baseline (no unseen features)")
+    ap.add_argument("--seed", type=int, required=True, help="initialisation and batch order (the ablation seed)")
     a = ap.parse_args()
-    retrain_classifier(stage.section("classifier", ClassifierConfig), a.segmenter, a.seen_store, a.embeddings,
-                       a.split_all_json, a.out, a.unseen_features, a.projection)
+    retrain_classifier(replace(stage.section("classifier", ClassifierConfig), seed=a.seed), a.segmenter, a.seen_store,
+                       a.embeddings, a.split_all_json, a.out, a.unseen_features, a.projection)
 
 
 if __name__ == "__main__":

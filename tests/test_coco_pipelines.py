@@ -54,12 +54,12 @@ def test_smoke_pipeline_runs_every_stage(smoke_runs, name):
     d = smoke_runs[name]
     for stage_out in ("data/coco/panoptic_train.json", "data/coco/instances_val.json", "data/split/panoptic_train_seen.json",
                       "data/embed/classes.parquet", "data/segmenter/model.pt", "data/features/train_seen/meta.json",
-                      "data/features/val/meta.json", "data/generators/pading.pt", "data/heads/projection.pt",
-                      "data/heads/pading.pt", "metrics/segmenter.json", "metrics/zero_shot.json", "plots/tsne.png",
+                      "data/features/val/meta.json", "data/generators/pading-s0.pt", "data/heads/projection-s0.pt",
+                      "data/heads/pading-s0.pt", "metrics/segmenter.json", "metrics/zero_shot.json", "plots/tsne.png",
                       "plots/overlays.png"):
         assert (d / stage_out).exists(), stage_out
     for row in ("projection", "pading"):
-        m = _json(d / "metrics" / "rows" / f"{row}.json")
+        m = _json(d / "metrics" / "rows" / f"{row}-s0.json")
         assert set(ROW_KEYS) <= set(m), sorted(set(ROW_KEYS) - set(m))
     assert _json(d / "data/features/val/meta.json")["mask_shape"][1:] == [16, 16]  # dump.mask_size
     status = subprocess.run([sys.executable, "-m", "dvc", "status", f"pipelines/{name}/smoke/dvc.yaml"], cwd=d.parents[2],
@@ -82,7 +82,7 @@ def test_zss_smoke_is_semantic(smoke_runs):
     assert _json(d / "metrics/prepare.json")["prepare.classes"] == 171
     cats = _json(d / "data/coco/panoptic_val.json")["categories"]
     assert not any(c["isthing"] for c in cats)  # one segment per class: the semantic task
-    m = _json(d / "metrics/rows/pading.json")
+    m = _json(d / "metrics/rows/pading-s0.json")
     assert m["map50"] is None and m["miou_hm"] is not None  # no instances to score; mIoU is
 
 
@@ -93,7 +93,7 @@ def test_zsi_smoke_keeps_the_split_classes(smoke_runs, name, classes, unseen):
     assert _json(d / "metrics/split.json")["split.unseen_classes"] == unseen
     inst = _json(d / "data/coco/instances_val.json")
     assert len(inst["categories"]) == classes and inst["annotations"]
-    assert _json(d / "metrics/rows/pading.json")["map50_hm"] is not None
+    assert _json(d / "metrics/rows/pading-s0.json")["map50_hm"] is not None
 
 
 def test_every_pipeline_is_the_shared_definition_with_complete_params():

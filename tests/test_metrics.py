@@ -12,6 +12,7 @@ from tests.conftest import COCO_JSON, COCO_PNG, read_json, write_json
 from zeroseg.cli import app
 from zeroseg.data.panoptic import Category, load_panoptic, read_id_png
 from zeroseg.errors import DataError
+from zeroseg.metrics.instance import encode_masks
 from zeroseg.metrics.panoptic import PanopticEvaluator, pq_files
 from zeroseg.metrics.perturb import KINDS, perturb_folder
 from zeroseg.metrics.summary import harmonic_mean
@@ -66,25 +67,54 @@ def test_perfect_prediction(coco_mini):
     assert flat["pq"] == flat["pq_seen"] == flat["pq_unseen"] == flat["pq_hm"] == 1.0
 
 
+def _instance_and_semantic_files(pred_json, pred_dir, out, seed=0):
+    """From a perturbed panoptic folder: a COCO results file (each thing segment a detection with
+    a random score, plus a shifted duplicate that overlaps it) and semantic PNGs (category ids)."""
+    rng = np.random.default_rng(seed)
+    gt = load_panoptic(COCO_JSON)
+    things = {c for c, cat in gt.categories.items() if cat.isthing}
+    dets, sem_dir = [], out / "semantic"
+    sem_dir.mkdir(parents=True)
+    for a in read_json(pred_json)["annotations"]:
+        ids = read_id_png(pred_dir, a)
+        sem = np.zeros(ids.shape, np.uint16)
+        for s in a["segments_info"]:
+            m = ids == s["id"]
+            sem[m] = s["category_id"]
+            if s["category_id"] in things:
+                for mask in (m, np.roll(m, 7, axis=1)):
+                    dets.append({"image_id": a["image_id"], "category_id": s["category_id"],
+                                 "segmentation": encode_masks(mask[None])[0], "score": float(rng.random())})
+        Image.fromarray(sem).save(sem_dir / a["file_name"])
+    write_json(out / "instances.json", dets)
+    return out / "instances.json", sem_dir
+
+
 def test_segm_ap50_equals_pycocotools(coco_mini, tmp_path):
     pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=3)
-    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
-    # independent: build the same instances files and run COCOeval on them as a user would
-    gt = load_panoptic(COCO_JSON)
-    ev = UniversalEvaluator(gt.categories)
-    from zeroseg.metrics.panoptic import iter_panoptic_pairs
-
-    for args in iter_panoptic_pairs(gt, COCO_PNG, pj, pd_):
-        ev.add(*args)
-    write_json(tmp_path / "gt.json", ev.instance_ground_truth())
-    write_json(tmp_path / "res.json", ev.results)
+    res, sem = _instance_and_semantic_files(pj, pd_, tmp_path / "f")
+    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", instances_json=res)
+    assert "miou" not in flat  # no semantic prediction: not scored
+    # independent: the ground truth's thing segments as a COCO instances file, COCOeval as a user runs it
+    gt = read_json(COCO_JSON)
+    things = {c["id"] for c in gt["categories"] if c["isthing"]}
+    anns = []
+    for a in gt["annotations"]:
+        ids = read_id_png(COCO_PNG, a)
+        for s in a["segments_info"]:
+            if s["category_id"] in things:
+                rle = encode_masks((ids == s["id"])[None])[0]
+                anns.append({"id": len(anns) + 1, "image_id": a["image_id"], "category_id": s["category_id"],
+                             "segmentation": rle, "area": s["area"], "bbox": s["bbox"], "iscrowd": s["iscrowd"]})
+    write_json(tmp_path / "gt.json", {"images": gt["images"], "annotations": anns,
+                                      "categories": [c for c in gt["categories"] if c["isthing"]]})
     with contextlib.redirect_stdout(io.StringIO()):
         cgt = COCO(str(tmp_path / "gt.json"))
-        e = COCOeval(cgt, cgt.loadRes(str(tmp_path / "res.json")), "segm")
+        e = COCOeval(cgt, cgt.loadRes(str(res)), "segm")
         e.evaluate(); e.accumulate(); e.summarize()
     assert flat["map50"] == pytest.approx(e.stats[1], abs=1e-12)
     assert 0 < flat["map50_unseen"] < 1 and 0 < flat["r100_seen"] <= 1
-    r = CliRunner().invoke(app, ["ap", str(tmp_path / "gt.json"), str(tmp_path / "res.json"), "--json", str(tmp_path / "ap.json")])
+    r = CliRunner().invoke(app, ["ap", str(tmp_path / "gt.json"), str(res), "--json", str(tmp_path / "ap.json")])
     assert r.exit_code == 0, r.output
     assert read_json(tmp_path / "ap.json")["map50"] == pytest.approx(e.stats[1], abs=1e-12)
 
@@ -93,46 +123,52 @@ def test_instances_ground_truth_file_replaces_the_panoptic_things(coco_mini, tmp
     """ZSI scores mAP against the official instances JSON: the derived file gives the same
     numbers; a file with one class fewer changes them; the CLI takes it too."""
     pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=3)
-    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
+    res, _ = _instance_and_semantic_files(pj, pd_, tmp_path / "f")
+    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", instances_json=res)
     from zeroseg.data.fixtures import panoptic_to_instances
 
     panoptic_to_instances(COCO_JSON, tmp_path / "inst.json")
-    same, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", tmp_path / "inst.json")
+    same, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", tmp_path / "inst.json", instances_json=res)
     assert same == flat
     inst = read_json(tmp_path / "inst.json")
     inst["annotations"] = [a for a in inst["annotations"] if a["category_id"] != 1]  # no person ground truth
     write_json(tmp_path / "inst2.json", inst)
-    fewer, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", tmp_path / "inst2.json")
+    fewer, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", tmp_path / "inst2.json", instances_json=res)
     assert fewer["map50"] != flat["map50"] and fewer["pq"] == flat["pq"]
     r = CliRunner().invoke(app, ["evaluate", str(COCO_JSON), str(COCO_PNG), str(pj), str(pd_), "--unseen", "coco-zsp",
-                                 "--instances-gt", str(tmp_path / "inst2.json"), "--json", str(tmp_path / "e.json")])
+                                 "--instances-gt", str(tmp_path / "inst2.json"), "--instances", str(res),
+                                 "--json", str(tmp_path / "e.json")])
     assert r.exit_code == 0, r.output
     assert read_json(tmp_path / "e.json")["map50"] == pytest.approx(fewer["map50"])
 
 
 def test_semantic_against_brute_force(coco_mini, tmp_path):
+    """detectron2's mIoU: IoU summed over classes with GT pixels / classes with GT or predicted
+    pixels (GT VOID ignored), on semantic PNGs read from a folder."""
     pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=4)
-    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
+    _, sem_dir = _instance_and_semantic_files(pj, pd_, tmp_path / "f")
+    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", semantic_dir=sem_dir)
+    assert "map50" not in flat
     gt = load_panoptic(COCO_JSON)
     preds = {a["image_id"]: a for a in read_json(pj)["annotations"]}
     inter, union, gtpix = {}, {}, {}
     for iid, ann in gt.annotations.items():
         g = read_id_png(COCO_PNG, ann)
-        p = read_id_png(pd_, preds[iid])
         gsem = np.zeros(g.shape, int)
-        psem = np.zeros(g.shape, int)
         for s in ann["segments_info"]:
             gsem[g == s["id"]] = s["category_id"]
-        for s in preds[iid]["segments_info"]:
-            psem[p == s["id"]] = s["category_id"]
+        psem = np.asarray(Image.open(sem_dir / preds[iid]["file_name"])).astype(int)
         valid = gsem > 0
-        for c in set(np.unique(gsem[valid])) | set(np.unique(psem[valid])) - {0}:
+        for c in (set(np.unique(gsem[valid])) | set(np.unique(psem[valid]))) - {0}:
             gm, pm = (gsem == c) & valid, (psem == c) & valid
             inter[c] = inter.get(c, 0) + (gm & pm).sum()
             union[c] = union.get(c, 0) + (gm | pm).sum()
             gtpix[c] = gtpix.get(c, 0) + gm.sum()
-    ious = [inter[c] / union[c] for c in inter if gtpix[c] > 0]
+    ious = [inter[c] / union[c] if gtpix[c] > 0 else 0.0 for c in inter]
+    assert any(gtpix[c] == 0 for c in inter)  # the perturbation predicts some class absent from the GT
     assert flat["miou"] == pytest.approx(np.mean(ious), abs=1e-12)
+    r = CliRunner().invoke(app, ["evaluate", str(COCO_JSON), str(COCO_PNG), str(pj), str(pd_), "--semantic-dir", str(sem_dir)])
+    assert r.exit_code == 0 and "miou" in r.output, r.output
 
 
 # ---- bad input --------------------------------------------------------------------------
@@ -216,23 +252,26 @@ def _cats():
 def test_image_with_no_segments_and_class_only_in_predictions():
     ev = UniversalEvaluator(_cats(), unseen_ids={2})
     empty = np.zeros((8, 8), np.uint32)
-    ev.add(1, empty, [], empty, [])  # nothing at all
+    ev.add(1, empty, [], empty, [], semantic=np.zeros((8, 8), np.int64))  # nothing at all
     gt = np.zeros((8, 8), np.uint32); gt[:6] = 5
     pred = np.zeros((8, 8), np.uint32); pred[:4] = 5; pred[4:] = 9  # id 9: half on GT, half on VOID
     ev.add(2, gt, [{"id": 5, "category_id": 1, "area": 48, "iscrowd": 0}], pred,
-           [{"id": 5, "category_id": 1}, {"id": 9, "category_id": 2, "score": 0.5}])
+           [{"id": 5, "category_id": 1}, {"id": 9, "category_id": 2, "score": 0.5}], semantic=np.where(pred == 9, 2, 1))
     m = ev.metrics()
     res = ev.panoptic.result()
     assert res.per_class[2] == {"pq": 0.0, "sq": 0.0, "rq": 0.0, "tp": 0, "fp": 1, "fn": 0}
     assert m["pq_seen"] == pytest.approx(2 / 3) and m["pq_unseen"] == 0.0 and m["pq_hm"] == 0.0
     assert 3 not in res.per_class  # no TP+FP+FN: left out of the means
-    assert m["miou_unseen"] is None  # class 2 has no ground-truth pixels: absent, not 0
+    # class 2 has no GT pixels but is predicted on 16 labelled pixels: it counts with IoU 0 (detectron2)
+    assert m["miou_unseen"] == 0.0 and m["miou_seen"] == pytest.approx(32 / 48)
 
 
 def test_no_unseen_class_in_ground_truth_is_absent():
     ev = UniversalEvaluator(_cats(), unseen_ids={2})
     gt = np.zeros((8, 8), np.uint32); gt[:4] = 5
-    ev.add(1, gt, [{"id": 5, "category_id": 1, "area": 32, "iscrowd": 0}], gt, [{"id": 5, "category_id": 1}])
+    segs = [{"id": 5, "category_id": 1, "area": 32, "iscrowd": 0}]
+    ev.add(1, gt, segs, gt, [{"id": 5, "category_id": 1}], semantic=np.where(gt == 5, 1, 0),
+           instances=[{"image_id": 1, "category_id": 1, "segmentation": encode_masks((gt == 5)[None])[0], "score": 0.9}])
     m = ev.metrics()
     for k in ("pq", "sq", "rq", "map50", "r100", "miou"):
         assert m[f"{k}_seen"] == pytest.approx(1.0)

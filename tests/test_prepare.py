@@ -14,7 +14,7 @@ from zeroseg.data.instances import instances_to_panoptic, paint_image
 from zeroseg.data.panoptic import load_panoptic, read_id_png, read_ids
 from zeroseg.data.prepare import PrepareConfig, prepare_coco
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.metrics.instance import encode_mask
+from zeroseg.metrics.instance import encode_masks
 
 
 def _cfg(tmp_path, **kw):
@@ -81,10 +81,10 @@ def test_instances_paint_small_objects_over_large_ones_and_drop_classes_to_void(
     dropped[6:8, 6:10] = True
     crowd = np.zeros((10, 10), bool)
     crowd[9, :] = True
-    anns = [{"category_id": 5, "segmentation": encode_mask(small), "area": 9, "iscrowd": 0},
-            {"category_id": 1, "segmentation": encode_mask(big), "area": 80, "iscrowd": 0},
-            {"category_id": 9, "segmentation": encode_mask(dropped), "area": 8, "iscrowd": 0},
-            {"category_id": 1, "segmentation": encode_mask(crowd), "area": 10, "iscrowd": 1}]
+    anns = [{"category_id": 5, "segmentation": encode_masks(small[None])[0], "area": 9, "iscrowd": 0},
+            {"category_id": 1, "segmentation": encode_masks(big[None])[0], "area": 80, "iscrowd": 0},
+            {"category_id": 9, "segmentation": encode_masks(dropped[None])[0], "area": 8, "iscrowd": 0},
+            {"category_id": 1, "segmentation": encode_masks(crowd[None])[0], "area": 10, "iscrowd": 1}]
     ids, segs = paint_image(image, anns, kept={1, 5})
     by_cat = {(s["category_id"], s["iscrowd"]): s for s in segs}
     assert (ids == by_cat[(5, 0)]["id"]).sum() == 9  # the small object keeps all its pixels

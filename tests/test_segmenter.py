@@ -296,7 +296,7 @@ def test_predict_own_images_with_a_new_class(trained, tiny_synth, tmp_path):
     train_generator(GeneratorConfig(num_primitives=8, layers=1, heads=2, ffn=32, iterations=3, classes_per_batch=2,
                                     per_class=4, unseen_per_class=2, min_iou=0.0),
                     root / "data/features/train_seen", root / "data/embed/classes.parquet",
-                    root / "data/generators/pading.pt", show_progress=False)
+                    root / "data/generators/pading-s0.pt", show_progress=False)
     photo = COCO_MINI / "train2017" / "000000000009.jpg"  # a real photo, when ../shared is there
     images = ([str(photo)] if photo.exists() else []) + [str(tiny_synth / "val" / "000001000001.jpg")]
     r = CliRunner().invoke(app, ["predict", *images,
@@ -314,3 +314,28 @@ def test_predict_own_images_with_a_new_class(trained, tiny_synth, tmp_path):
         assert Image.open(tmp_path / "p" / "overlay" / ann["file_name"]).format == "PNG"
     bad = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.jpg"), "--checkpoint", str(root), "--out", str(tmp_path / "q")])
     assert bad.exit_code == 2 and "nope.jpg" in bad.output and not (tmp_path / "q").exists()
+
+
+def test_universal_scores_equal_an_independent_computation(trained, tiny_synth):
+    """Instance and semantic scores of a head over seen + unseen classes, from the stored features
+    and masks, equal Mask2Former's rules recomputed in NumPy + pycocotools (tests/independent.py)."""
+    from tests.independent import KEYS, independent_scores
+    from zeroseg.data.panoptic import load_panoptic
+    from zeroseg.evaluate.heads import Head, evaluate_head, unseen_from_split
+
+    d, split, res, cfg = trained
+    gt_json, gt_dir = tiny_synth / "annotations" / "panoptic_val.json", tiny_synth / "annotations" / "panoptic_val"
+    r = dump_features(res.checkpoint, gt_json, tiny_synth / "val", d / "val_universal", DumpConfig(batch_size=4),
+                      gt_dir, keep_masks=True, show_progress=False)
+    cats = load_panoptic(split.all_json).categories
+    ids = sorted(cats)
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(len(ids) + 1, cfg.hidden_dim, generator=g), torch.randn(len(ids) + 1, generator=g)
+    head = Head(w, b, ids, [cats[c].isthing for c in ids])
+    unseen = unseen_from_split(split.all_json)
+    ours, _ = evaluate_head(FeatureStore(r.store), head, gt_json, gt_dir, unseen)
+    ref = independent_scores(FeatureStore(r.store), w.double().numpy(), b.double().numpy(), ids,
+                             [cats[c].isthing for c in ids], gt_json, gt_dir, unseen)
+    assert ref["map50_unseen"] is not None and ref["miou_unseen"] is not None
+    for k in KEYS:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-6), k

@@ -45,8 +45,8 @@ def test_second_clone_pulls_features_and_reruns_nothing_upstream(tmp_path):
     _run(dvc + ["pull", "--with-deps", "dump_features@train_seen", "embed"], b, env)
     status = _run(dvc + ["status", "train_segmenter", "dump_features@train_seen", "embed"], b, env)
     assert "up to date" in status, status
-    out = _run(dvc + ["repro", "train_generator@pading"], b, env)
-    assert "Running stage 'train_generator@pading'" in out
+    out = _run(dvc + ["repro", "train_generator@pading-0"], b, env)
+    assert "Running stage 'train_generator@pading-0'" in out
     for upstream in ("synth", "split", "train_segmenter", "dump_features@train_seen", "embed"):
         assert f"Running stage '{upstream}'" not in out, out
-    assert (b / "data/generators/pading.pt").exists()
+    assert (b / "data/generators/pading-s0.pt").exists()

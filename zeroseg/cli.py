@@ -229,16 +229,17 @@ def predict(
     classes: str = typer.Option("", help="Comma-separated class names to add, e.g. 'purple circle, zebra'."),
     out_dir: Path = typer.Option(Path("predictions"), "--out", help="Output folder (replaced atomically)."),
     checkpoint: Path = typer.Option(Path("."), help="Root of a pipeline run (data/segmenter, data/generators, ...)."),
-    generator: str = typer.Option("pading", help="Which trained generator synthesises the new classes."),
+    generator: str = typer.Option("pading", help="Which trained generator (ablation row) synthesises the new classes."),
+    seed: int = typer.Option(0, help="Which ablation seed's generator (data/generators/<row>-s<seed>.pt)."),
     params: Optional[Path] = typer.Option(None, help="params.yaml for the 'inference' thresholds."),
 ) -> None:
-    """Panoptic prediction for your own images; new class names are added without retraining the segmenter."""
+    """Panoptic, instance and semantic prediction for your own images; new class names are added without retraining the segmenter."""
     from zeroseg.predict import ModelFiles, predict_images, with_inference
 
     with _reported():
         res = predict_images(images, [c for c in classes.split(",") if c.strip()], out_dir,
-                             ModelFiles.from_root(checkpoint, generator), with_inference(params))
-    out.print(f"{len(images)} image(s) -> {res} (+ panoptic/*.png, overlay/*.png)")
+                             ModelFiles.from_root(checkpoint, generator, seed), with_inference(params))
+    out.print(f"{len(images)} image(s) -> {res} (+ panoptic/*.png, instances.json, semantic/*.png, overlay/*.png)")
 
 
 def _write_metrics(flat: dict, table: list | None, json_out: Optional[Path]) -> None:
@@ -280,12 +281,15 @@ def evaluate(
     unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT categories' 'split' field."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + PQ per-class table as JSON."),
     instances_gt: Optional[Path] = typer.Option(None, help="COCO instances JSON for mAP/R@100 (default: the GT's thing segments)."),
+    semantic_dir: Optional[Path] = typer.Option(None, help="Semantic prediction PNGs (pixel = category id), named as the panoptic PNGs: mIoU."),
+    instances: Optional[Path] = typer.Option(None, help="Instance predictions, a COCO results JSON (overlapping RLE masks + scores): mAP@0.5, R@100."),
 ) -> None:
-    """Score ONE panoptic prediction on all three tasks: PQ/SQ/RQ, mask mAP@0.5 + R@100, mIoU."""
+    """Score ONE model's predictions: PQ/SQ/RQ of the panoptic folder, and mIoU / mask mAP@0.5 +
+    R@100 of its semantic and instance predictions (as `zeroseg predict` writes them)."""
     from zeroseg.metrics.universal import evaluate_files
 
     with _reported():
-        flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen, instances_gt)
+        flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen, instances_gt, semantic_dir, instances)
     _write_metrics(flat, table, json_out)
 
 

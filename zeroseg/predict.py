@@ -1,4 +1,5 @@
-"""``zeroseg predict``: panoptic segmentation of one's own images, with class names nobody
+"""``zeroseg predict``: panoptic, instance and semantic segmentation of one's own images
+(Mask2Former's three rules on the same per-query outputs), with class names nobody
 trained on. New names are embedded with the pipeline's own embedding settings, their
 features synthesised by the trained generator, and the class head retrained on real seen +
 synthetic unseen features (seconds); the segmenter is never retrained."""
@@ -12,19 +13,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from zeroseg.atomic import atomic_dir, write_json
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic, read_rgb, write_ids
 from zeroseg.embed.classes import EmbedConfig, embed_categories, read_embeddings
 from zeroseg.errors import DataError
-from zeroseg.evaluate.heads import Head, InferenceConfig, segmenter_head
+from zeroseg.evaluate.heads import Head, InferenceConfig, coco_results, segmenter_head
 from zeroseg.features.store import FeatureStore
 from zeroseg.generator.classifier import ClassifierConfig, real_seen_set, retrain_head
 from zeroseg.generator.train import load_generator, synthesize
 from zeroseg.report import overlay
 from zeroseg.segmenter.data import fit_size, to_canvas
-from zeroseg.segmenter.inference import panoptic_inference, upsample_masks
+from zeroseg.evaluate.inference import upsample_masks
 from zeroseg.segmenter.model import model_from_checkpoint
 
 
@@ -39,9 +41,11 @@ class ModelFiles:
     seen_store: Path
 
     @classmethod
-    def from_root(cls, root: str | os.PathLike = ".", generator: str = "pading") -> "ModelFiles":
+    def from_root(cls, root: str | os.PathLike = ".", generator: str = "pading", seed: int = 0) -> "ModelFiles":
+        """The files of a pipeline run rooted at ``root``; ``generator`` and ``seed`` pick the
+        ablation row's generator (``data/generators/<row>-s<seed>.pt``)."""
         r = Path(root)
-        return cls(r / "data/segmenter/model.pt", r / f"data/generators/{generator}.pt", r / "data/embed/classes.parquet",
+        return cls(r / "data/segmenter/model.pt", r / f"data/generators/{generator}-s{seed}.pt", r / "data/embed/classes.parquet",
                    r / "data/split/panoptic_train_all.json", r / "data/features/train_seen")
 
 
@@ -80,15 +84,17 @@ def build_head(files: ModelFiles, new_names: list[str], per_class: int = 200,
 
 def predict_images(images: list[str | os.PathLike], class_names: list[str], out_dir: str | os.PathLike,
                    files: ModelFiles, cfg: InferenceConfig = InferenceConfig()) -> Path:
-    """Write ``out_dir/predictions.json`` + ``out_dir/panoptic/<stem>.png`` (COCO panoptic) and
-    ``out_dir/overlay/<stem>.png`` (with a legend); returns the JSON path."""
+    """Write ``out_dir/predictions.json`` + ``out_dir/panoptic/<stem>.png`` (COCO panoptic),
+    ``out_dir/instances.json`` (COCO results: overlapping RLE masks with scores),
+    ``out_dir/semantic/<stem>.png`` (16-bit grey, pixel = category id) and
+    ``out_dir/overlay/<stem>.png`` (panoptic, with a legend); returns the panoptic JSON path."""
     head, names = build_head(files, class_names)
     model, seg_cfg, _ = model_from_checkpoint(files.segmenter)
     S = seg_cfg.image_size
-    anns, imgs = [], []
+    anns, imgs, dets = [], [], []
     with atomic_dir(out_dir) as tmp:
-        (tmp / "panoptic").mkdir()
-        (tmp / "overlay").mkdir()
+        for sub in ("panoptic", "semantic", "overlay"):
+            (tmp / sub).mkdir()
         for k, path in enumerate(images, start=1):
             p = Path(path)
             rgb = read_rgb(p, "image file missing", "unreadable or corrupt image")
@@ -101,15 +107,18 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
                 o = model(pixel_values=canvas[None])
                 feats = o.transformer_decoder_last_hidden_state[0].float()
                 logits = upsample_masks(o.masks_queries_logits[0], S, (h, w), (H, W))
-                ids, segs = panoptic_inference(head.probs(feats), logits, head.class_ids, head.isthing,
-                                               cfg.object_threshold, cfg.overlap_threshold)
+                pred = cfg.predict(head, feats, logits)
+            ids, segs = pred.panoptic_ids, pred.panoptic_segments
             stem = p.stem
             write_ids(tmp / "panoptic" / f"{stem}.png", ids)
+            Image.fromarray(pred.semantic.astype(np.uint16)).save(tmp / "semantic" / f"{stem}.png")
+            dets += coco_results(k, pred)
             _overlay_png(rgb, ids, segs, names, tmp / "overlay" / f"{stem}.png")
             imgs.append({"id": k, "file_name": p.name, "height": H, "width": W})
             anns.append({"image_id": k, "file_name": f"{stem}.png", "segments_info": segs})
         cats = [{"id": c, "name": names[c], "isthing": int(t)} for c, t in zip(head.class_ids, head.isthing)]
         write_json(tmp / "predictions.json", {"images": imgs, "annotations": anns, "categories": cats})
+        write_json(tmp / "instances.json", dets, indent=None)
     return Path(out_dir) / "predictions.json"
 
 

@@ -24,6 +24,9 @@ ROWS = (("projection", "projection"), ("gmmn", "gmmn"), ("primitive", "primitive
         ("primitive+align", "primitive_align"), ("pading", "pading"), ("oracle", "oracle"))
 TASKS = ("pq", "sq", "rq", "map50", "r100", "miou")
 PARTS = ("seen", "unseen", "hm")
+#: what ``metrics/zero_shot.json`` (the DVC metric compared across experiments) keeps: one
+#: harmonic mean per task; every cell is in the full JSON and the markdown table.
+HEADLINE = ("pq_hm", "map50_hm", "miou_hm")
 
 
 @dataclass(frozen=True)
@@ -35,34 +38,73 @@ class ReportConfig:
     seed: int = 0
 
 
-def collect(metrics_dir: str | os.PathLike) -> dict[str, dict]:
-    """The rows present in ``metrics_dir`` in Table 1's order; projection and PADing are required
-    (the pictures compare them), the others are optional (the COCO pipelines run no oracle)."""
+def row_file(metrics_dir: str | os.PathLike, stem: str, seed: int) -> Path:
+    """The per-row, per-seed metrics file written by stage ``evaluate``."""
+    return Path(metrics_dir) / f"{stem}-s{seed}.json"
+
+
+def collect(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int]) -> dict[str, list[dict]]:
+    """row -> one metrics dict per seed, for the rows in ``heads`` in Table 1's order. Projection
+    and PADing are required (the pictures compare them); every (row, seed) file must exist."""
+    known = {stem for _, stem in ROWS}
+    unknown = sorted(set(heads) - known)
+    if unknown:
+        raise DataError(f"heads: unknown ablation row(s) {unknown}; known: {sorted(known)}")
+    for need in ("projection", "pading"):
+        if need not in heads:
+            raise DataError(f"heads: the report needs row '{need}'")
     out = {}
     for row, stem in ROWS:
-        p = Path(metrics_dir) / f"{stem}.json"
-        if p.exists():
-            out[row] = json.loads(p.read_text())
-        elif row in ("projection", "pading"):
-            raise DataError(f"{p}: metrics of ablation row '{row}' missing")
+        if stem in heads:
+            files = [row_file(metrics_dir, stem, s) for s in seeds]
+            missing = [str(f) for f in files if not f.exists()]
+            if missing:
+                raise DataError(f"metrics of ablation row '{row}' missing: {missing}")
+            out[row] = [json.loads(f.read_text()) for f in files]
     return out
 
 
-def flat_table(rows: dict[str, dict]) -> dict[str, float | None]:
-    """``row.task_part`` keys, e.g. ``pading.pq_hm`` (readable in dvc metrics/exp show)."""
-    return {f"{row}.{t}_{p}": m.get(f"{t}_{p}") for row, m in rows.items() for t in TASKS for p in PARTS}
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof 1) over seeds; std is None for one seed, both are
+    None when any seed has the value absent."""
+    if not values or any(v is None for v in values):
+        return None, None
+    a = np.asarray(values, np.float64)
+    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
 
 
-def markdown(rows: dict[str, dict]) -> str:
-    head = "| row | " + " | ".join(f"{t.upper()} S/U/HM" for t in TASKS) + " |"
-    lines = [head, "|" + "---|" * (len(TASKS) + 1)]
+def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    """row -> ``task_part`` -> (mean, std) over seeds."""
+    return {row: {f"{t}_{p}": mean_std([m.get(f"{t}_{p}") for m in runs]) for t in TASKS for p in PARTS}
+            for row, runs in rows.items()}
 
-    def f(v):
-        return "–" if v is None else f"{100 * v:.1f}"
 
-    for row, m in rows.items():
-        cells = [" / ".join(f(m.get(f"{t}_{p}")) for p in PARTS) for t in TASKS]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+def flat_table(summary: dict, keys: tuple[str, ...] | None = None) -> dict[str, float | None]:
+    """``row.metric.mean`` / ``row.metric.std`` keys, e.g. ``pading.pq_hm.mean`` (readable in
+    ``dvc metrics show`` / ``dvc exp show``); ``keys`` limits the metrics (default: all cells)."""
+    out: dict[str, float | None] = {}
+    for row, cells in summary.items():
+        for k, (mean, std) in cells.items():
+            if keys is None or k in keys:
+                out[f"{row}.{k}.mean"], out[f"{row}.{k}.std"] = mean, std
+    return out
+
+
+def markdown(summary: dict, seeds: list[int]) -> str:
+    n = len(seeds)
+    head = "| row | " + " | ".join(f"{t.upper()} S / U / HM" for t in TASKS) + " |"
+    lines = [f"Mean ± sample std over {n} seed(s) of the generator and classifier ({seeds}); segmenter and "
+             "feature dumps fixed." if n > 1 else f"One seed ({seeds[0]}): no error bars; run several seeds for them.",
+             "", head, "|" + "---|" * (len(TASKS) + 1)]
+
+    def f(cell):
+        mean, std = cell
+        if mean is None:
+            return "–"
+        return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+
+    for row, cells in summary.items():
+        lines.append(f"| {row} | " + " | ".join(" / ".join(f(cells[f"{t}_{p}"]) for p in PARTS) for t in TASKS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -136,20 +178,28 @@ def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path
     _save(fig, path)
 
 
-def write_report(metrics_dir: str | os.PathLike, out_json: str | os.PathLike, out_md: str | os.PathLike) -> dict:
-    rows = collect(metrics_dir)
-    flat = flat_table(rows)
-    write_json(out_json, flat)
+def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int], out_json: str | os.PathLike,
+                 out_full_json: str | os.PathLike, out_md: str | os.PathLike) -> dict:
+    """The headline metrics (``out_json``: HM per task, mean/std), every cell with the per-seed
+    values (``out_full_json``) and the markdown table. Returns the headline dict."""
+    rows = collect(metrics_dir, heads, seeds)
+    summary = summarise(rows)
+    headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE)}
+    per_seed = {f"{row}.{k}.s{s}": m.get(k) for row, runs in rows.items() for s, m in zip(seeds, runs)
+                for k in summary[row]}
+    write_json(out_json, headline)
+    write_json(out_full_json, {"seeds": seeds, **flat_table(summary), **per_seed})
     with atomic_file(out_md) as tmp:
-        Path(tmp).write_text("# Zero-shot ablation (S / U / HM, %)\n\n" + markdown(rows))
-    return flat
+        Path(tmp).write_text("# Zero-shot ablation (S / U / HM, %)\n\n" + markdown(summary, seeds))
+    return headline
 
 
 def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir: str | os.PathLike,
                   synthetic_dir: str | os.PathLike, seen_store: str | os.PathLike, val_store: str | os.PathLike,
                   val_json: str | os.PathLike, val_images: str | os.PathLike, split_all_json: str | os.PathLike,
-                  plots_dir: str | os.PathLike) -> list[Path]:
-    """t-SNE per generator, per-class PQ bars (projection vs PADing), overlays (GT / projection / PADing)."""
+                  plots_dir: str | os.PathLike, seed: int) -> list[Path]:
+    """t-SNE per generator, per-class PQ bars (projection vs PADing), overlays (input / GT /
+    projection / PADing), all from the run of ablation seed ``seed``."""
     from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image
     from zeroseg.evaluate.heads import predict_store, unseen_from_split
     from zeroseg.features.store import FeatureStore
@@ -169,7 +219,7 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
                           + [np.zeros(0, np.int64)])
     synth = {}
     for row, stem in ROWS:
-        p = Path(synthetic_dir) / stem
+        p = Path(synthetic_dir) / f"{stem}-s{seed}"
         if p.exists():
             s = FeatureStore(p)
             keep = np.concatenate([np.flatnonzero(s.labels == c)[: cfg.tsne_per_class] for c in np.unique(s.labels)])
@@ -179,7 +229,7 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     # per-class PQ bars
     for row in ("projection", "pading"):
         stem = dict(ROWS)[row]
-        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{stem}.parquet"), row, plots / f"per_class_pq_{stem}.png")
+        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{stem}-s{seed}.parquet"), row, plots / f"per_class_pq_{stem}.png")
         written.append(plots / f"per_class_pq_{stem}.png")
     # Fig. 6: overlays on validation images that contain an unseen class
     gt = load_panoptic(val_json)
@@ -188,13 +238,13 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     pick = set(sorted(with_unseen)[: cfg.overlays])
     preds = {}
     for row in ("projection", "pading"):
-        head = load_head(Path(heads_dir) / f"{dict(ROWS)[row]}.pt")
-        preds[row] = {i: (ids, segs) for i, ids, segs in predict_store(FeatureStore(val_store), head, only=pick)}
+        head = load_head(Path(heads_dir) / f"{dict(ROWS)[row]}-s{seed}.pt")
+        preds[row] = {i: (p.panoptic_ids, p.panoptic_segments) for i, p in predict_store(FeatureStore(val_store), head, only=pick)}
     panels = []
     for i in sorted(pick):
         rgb = read_image(val_images, gt.images[i])
         ann = gt.annotations[i]
-        row = [("ground truth", overlay(rgb, read_id_png(Path(val_json).with_suffix(""), ann), ann["segments_info"], names, unseen),
+        row = [("input", rgb, []), ("ground truth", overlay(rgb, read_id_png(Path(val_json).with_suffix(""), ann), ann["segments_info"], names, unseen),
                 [names[s["category_id"]] for s in ann["segments_info"]])]
         for name, pr in preds.items():
             ids, segs = pr[i]

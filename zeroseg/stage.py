@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import yaml
 
 from zeroseg.config import load_section
-from zeroseg.errors import ZerosegError
+from zeroseg.errors import ConfigError, ZerosegError
 
 T = TypeVar("T")
 
@@ -17,6 +20,39 @@ PARAMS_FILE = "params.yaml"
 def section(name: str, cls: type[T], params_file: str = PARAMS_FILE) -> T:
     """This stage's params section as a typed config (dvc runs stages from the pipeline folder)."""
     return load_section(params_file, name, cls)
+
+
+def value(name: str, params_file: str = PARAMS_FILE) -> Any:
+    """A top-level params value that several stages share (``seeds``, ``generators``, ``heads``)."""
+    path = Path(params_file)
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read params ({exc})") from exc
+    if name not in params:
+        raise ConfigError(f"{path}: no top-level key '{name}'")
+    return params[name]
+
+
+def row_overrides(row: str, params_file: str = PARAMS_FILE) -> list[str]:
+    """``generators.ROW`` of params: the row's ``key=value`` overrides of the ``generator`` section."""
+    rows = value("generators", params_file)
+    if not isinstance(rows, dict) or row not in rows:
+        known = sorted(rows) if isinstance(rows, dict) else rows
+        raise ConfigError(f"{params_file}: generators.{row} not found; rows: {known}")
+    spec = rows[row]
+    if not isinstance(spec, str) or not all("=" in kv for kv in spec.split()):
+        raise ConfigError(f"{params_file}: generators.{row} must be 'key=value ...', got {spec!r}")
+    return spec.split()
+
+
+def seeds(params_file: str = PARAMS_FILE) -> list[int]:
+    """Top-level ``seeds``: the generator/classifier seeds every ablation row is run with."""
+    s = value("seeds", params_file)
+    if not isinstance(s, list) or not s or not all(isinstance(x, int) and not isinstance(x, bool) for x in s) \
+            or len(set(s)) != len(s):
+        raise ConfigError(f"{params_file}: seeds must be a non-empty list of distinct integers, got {s!r}")
+    return s
 
 
 def run(main: Callable[[], object]) -> None:

@@ -123,7 +123,7 @@ def panoptic_instances(ds: PanopticDataset, png_dir: str | os.PathLike) -> dict[
     for iid, ann in ds.annotations.items():
         if any(s["category_id"] in things for s in ann["segments_info"]):
             ids = read_id_png(png_dir, ann, ds.images[iid])
-            anns += segments_to_instances(iid, ids, ann["segments_info"], things, gt=True)
+            anns += segments_to_instances(iid, ids, ann["segments_info"], things)
     return {"info": ds.raw.get("info", {}), "licenses": ds.raw.get("licenses", []), "images": list(ds.images.values()),
             "annotations": [dict(a, id=i) for i, a in enumerate(anns, start=1)],
             "categories": [{"supercategory": c.raw.get("supercategory", ""), "id": c.id, "name": c.name}

@@ -1,5 +1,6 @@
-"""Panoptic predictions and universal scores from a feature store with masks and a linear
-class head: re-classifying never re-runs the backbone."""
+"""Universal predictions (Mask2Former's panoptic, instance and semantic rules on the same
+per-query outputs) and their scores from a feature store with masks and a linear class
+head: re-classifying never re-runs the backbone."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import numpy as np
 import torch
 
 from zeroseg.data.panoptic import load_panoptic, read_ids
-from zeroseg.errors import DataError
+from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.store import FeatureStore
+from zeroseg.evaluate.inference import UniversalPrediction, universal_inference, upsample_masks
+from zeroseg.metrics.instance import encode_masks
 from zeroseg.metrics.panoptic import unseen_ids_of
 from zeroseg.metrics.universal import UniversalEvaluator
-from zeroseg.segmenter.inference import panoptic_inference, upsample_masks
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,26 @@ class Head:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """params.yaml section ``inference``: Mask2Former's panoptic post-processing."""
+    """params.yaml section ``inference``: Mask2Former's post-processing."""
 
-    object_threshold: float = 0.5  # keep a query when its best class probability exceeds this
-    overlap_threshold: float = 0.8  # drop a segment when less than this share of its mask survives
+    object_threshold: float = 0.5  # panoptic: keep a query when its best class probability exceeds this
+    overlap_threshold: float = 0.8  # panoptic: drop a segment when less than this share of its mask survives
+    instance_topk: int = 100  # instance: (query, class) pairs kept per image (Mask2Former's test_topk_per_image)
+
+    def __post_init__(self) -> None:
+        if self.instance_topk < 1:
+            raise ConfigError(f"inference.instance_topk: at least 1, got {self.instance_topk}")
+
+    def predict(self, head: "Head", feats: torch.Tensor, mask_logits: torch.Tensor) -> UniversalPrediction:
+        """(Q, D) query features, (Q, H, W) mask logits -> the three rules' outputs."""
+        return universal_inference(head.probs(feats), mask_logits, head.class_ids, head.isthing,
+                                   self.object_threshold, self.overlap_threshold, self.instance_topk)
 
 
 def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = InferenceConfig(),
-                  only: set[int] | None = None) -> Iterator[tuple[int, np.ndarray, list[dict]]]:
-    """(image_id, ids (H, W), segments_info) for every image whose masks the store kept (or for
-    the images in ``only``)."""
+                  only: set[int] | None = None) -> Iterator[tuple[int, UniversalPrediction]]:
+    """(image_id, its panoptic, instance and semantic predictions) for every image whose masks
+    the store kept (or for the images in ``only``)."""
     image_size = int(store.meta["image_size"])
     groups = list(store.mask_shards())
     if not groups:
@@ -70,9 +82,7 @@ def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = Infere
             feats = torch.from_numpy(shard_groups[shard]["features"][start:start + count].astype(np.float32))
             masks = torch.from_numpy(g["masks"][i].astype(np.float32))
             logits = upsample_masks(masks, image_size, tuple(valid[i]), tuple(orig[i]))
-            ids, segs = panoptic_inference(head.probs(feats), logits, head.class_ids, head.isthing,
-                                           cfg.object_threshold, cfg.overlap_threshold)
-            yield int(image_id), ids, segs
+            yield int(image_id), cfg.predict(head, feats, logits)
 
 
 def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
@@ -83,17 +93,25 @@ def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, g
     gt = load_panoptic(gt_json)
     ev = UniversalEvaluator.for_ground_truth(gt, unseen_ids, instances_gt)
     done = set()
-    for image_id, ids, segs in predict_store(store, head, cfg):
+    for image_id, pred in predict_store(store, head, cfg):
         ann = gt.annotations.get(image_id)
         if ann is None:
             raise DataError(f"{store.path}: image {image_id} is not in {gt_json}")
         g = read_ids(Path(gt_dir) / ann["file_name"], "ground-truth", image_id)
-        ev.add(image_id, g, ann["segments_info"], ids.astype(np.uint32), segs)
+        ev.add(image_id, g, ann["segments_info"], pred.panoptic_ids.astype(np.uint32), pred.panoptic_segments,
+               pred.semantic, coco_results(image_id, pred))
         done.add(image_id)
     missing = set(gt.annotations) - done
     if missing:
         raise DataError(f"{store.path}: no stored masks for {len(missing)} ground-truth images, e.g. {sorted(missing)[:3]}")
     return ev.metrics(), ev.panoptic.result().table()
+
+
+def coco_results(image_id: int, pred: UniversalPrediction) -> list[dict]:
+    """The instance rule's detections of one image as COCO results (RLE masks, scores)."""
+    inst = pred.instances
+    return [{"image_id": image_id, "category_id": int(c), "segmentation": rle, "score": float(s)}
+            for rle, c, s in zip(encode_masks(inst.masks), inst.category_ids, inst.scores)]
 
 
 def segmenter_head(checkpoint: str | os.PathLike) -> Head:

@@ -20,30 +20,24 @@ from zeroseg.errors import DataError
 from zeroseg.metrics.summary import split_summary
 
 
-def encode_mask(m: np.ndarray) -> dict[str, Any]:
-    """(H, W) bool -> COCO RLE with a str ``counts`` (JSON-serialisable)."""
-    rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
+def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
+    """(N, H, W) bool -> N COCO RLEs with str ``counts`` (JSON-serialisable)."""
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    for r in rles:
+        r["counts"] = r["counts"].decode("ascii")
+    return rles
 
 
-def segments_to_instances(image_id: int, ids: np.ndarray, segments: list[dict], thing_ids: set[int],
-                          gt: bool) -> list[dict[str, Any]]:
-    """Thing segments of one panoptic image -> COCO GT annotations (``gt``) or COCO results."""
-    out = []
-    for s in segments:
-        if s["category_id"] not in thing_ids:
-            continue
-        m = ids == s["id"]
-        rle = encode_mask(m)
-        if gt:
-            area = int(s.get("area", int(m.sum())))
-            out.append({"image_id": image_id, "category_id": s["category_id"], "segmentation": rle,
-                        "area": area, "bbox": list(mask_utils.toBbox(rle)), "iscrowd": int(s.get("iscrowd", 0))})
-        else:
-            out.append({"image_id": image_id, "category_id": s["category_id"], "segmentation": rle,
-                        "score": float(s.get("score", 1.0))})
-    return out
+def segments_to_instances(image_id: int, ids: np.ndarray, segments: list[dict], thing_ids: set[int]) -> list[dict[str, Any]]:
+    """Thing segments of one panoptic ground-truth image -> COCO GT annotations (the default
+    instance ground truth when no official instances file is given)."""
+    things = [s for s in segments if s["category_id"] in thing_ids]
+    rles = encode_masks(np.stack([ids == s["id"] for s in things])) if things else []
+    return [{"image_id": image_id, "category_id": s["category_id"], "segmentation": rle,
+             "area": int(s.get("area", int(mask_utils.area(rle)))), "bbox": list(mask_utils.toBbox(rle)),
+             "iscrowd": int(s.get("iscrowd", 0))} for s, rle in zip(things, rles)]
 
 
 def _coco(dataset: dict[str, Any]) -> COCO:

@@ -213,16 +213,16 @@ def load_predictions(pred_json: str | os.PathLike) -> dict[int, dict[str, Any]]:
 
 def iter_panoptic_pairs(gt: PanopticDataset, gt_dir: str | os.PathLike,
                         pred_json: str | os.PathLike, pred_dir: str | os.PathLike,
-                        ) -> Iterator[tuple[int, np.ndarray, list, np.ndarray, list]]:
-    """Yield (image_id, gt ids, gt segments, pred ids, pred segments) for every image of the
-    loaded ground truth ``gt``."""
+                        ) -> Iterator[tuple[int, np.ndarray, list, np.ndarray, list, str]]:
+    """Yield (image_id, gt ids, gt segments, pred ids, pred segments, pred PNG file name) for
+    every image of the loaded ground truth ``gt``."""
     preds = load_predictions(pred_json)
     for iid, ann in gt.annotations.items():
         if iid not in preds:
             raise DataError(f"{pred_json}: no prediction for image {iid} ({gt.images[iid]['file_name']})")
         g = read_ids(Path(gt_dir) / ann["file_name"], "ground-truth", iid)
         p = read_ids(Path(pred_dir) / preds[iid]["file_name"], "prediction", iid)
-        yield iid, g, ann["segments_info"], p, preds[iid]["segments_info"]
+        yield iid, g, ann["segments_info"], p, preds[iid]["segments_info"], preds[iid]["file_name"]
 
 
 def unseen_ids_of(categories: dict[int, Category], unseen: str | None, source: object = "ground truth") -> set[int] | None:
@@ -242,6 +242,6 @@ def pq_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_json: s
     """PQ/SQ/RQ of a prediction folder against a ground-truth folder (COCO panoptic format)."""
     gt = load_panoptic(gt_json)
     ev = PanopticEvaluator(gt.categories, unseen_ids_of(gt.categories, unseen, gt_json))
-    for iid, g, gs, p, ps in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
+    for iid, g, gs, p, ps, _ in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
         ev.add(iid, g, gs, p, ps)
     return ev.result()

@@ -1,8 +1,13 @@
 """Semantic segmentation: mIoU and pixel accuracy from a confusion matrix, seen/unseen/HM.
 
-Pixels labelled ``ignore`` in the ground truth are excluded. A class counts in a mean
-only where it has ground-truth pixels. A prediction of "nothing" (VOID) is a column of
-its own: it costs the ground-truth class recall but is no class's false positive.
+The definition of detectron2's ``SemSegEvaluator`` (and ZegFormer's generalised evaluator,
+which PADing uses): pixels labelled ``ignore`` in the ground truth are excluded; a class
+enters a mean when it has ground-truth OR predicted pixels (on non-ignored pixels), and a
+class that is only predicted scores IoU 0 — so mIoU = Σ IoU over classes with ground truth /
+number of classes with ground truth or predictions. Seen and unseen means apply the same
+rule to their own classes. A prediction of "nothing" (VOID; Mask2Former's semantic rule
+never makes one) is a column of its own: it costs the ground-truth class recall but is no
+class's false positive.
 """
 
 from __future__ import annotations
@@ -37,13 +42,11 @@ class SemanticEvaluator:
         self.conf += np.bincount(g * (self.C + 1) + p, minlength=self.C * (self.C + 1)).reshape(self.C, self.C + 1)
 
     def per_class_iou(self) -> dict[int, float]:
+        """IoU of every class with ground-truth or predicted pixels (predicted only: 0)."""
         tp = np.diag(self.conf[:, : self.C])
         gt = self.conf.sum(1)
         pred = self.conf[:, : self.C].sum(0)
-        out = {}
-        for k in np.nonzero(gt > 0)[0]:
-            out[self.class_ids[k]] = float(tp[k] / (gt[k] + pred[k] - tp[k]))
-        return out
+        return {self.class_ids[k]: float(tp[k] / (gt[k] + pred[k] - tp[k])) for k in np.nonzero((gt + pred) > 0)[0]}
 
     def metrics(self) -> dict[str, float | None]:
         """Flat keys ``miou`` (+ ``_seen``, ``_unseen``, ``_hm``) and ``pixel_acc``."""

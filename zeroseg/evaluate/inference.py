@@ -1,0 +1,142 @@
+"""Mask2Former's three inference rules on the SAME per-query outputs of one model.
+
+Every rule takes the class probabilities (Q, K + 1) — a softmax over K classes and
+no-object, last column — and the mask logits (Q, H, W) at the original image size, as
+Mask2Former's ``MaskFormer.forward`` does after ``sem_seg_postprocess``:
+
+- :func:`panoptic_inference`: confident non-no-object queries, each pixel to the query with
+  the highest score × mask probability, segments mostly covered by others dropped, stuff
+  merged by class.
+- :func:`instance_inference`: the top-k (query, class) pairs of the flattened (Q, K) scores
+  (a query may appear with several classes), thing classes kept, binary mask = logit > 0,
+  score = class score × mean mask probability inside the binary mask (masks overlap).
+- :func:`semantic_inference`: per pixel, argmax over classes of Σ_q p_q(c) · sigmoid(m_q).
+
+We do not call ``transformers``' ``Mask2FormerImageProcessor`` post-processing: its module
+imports torchvision (not usable with our CPU torch), it resizes every mask to 384 × 384
+first, its instance rule keeps the top Q pairs (not 100) with no thing filter, and its
+panoptic rule paints the argmax region without the ``mask prob >= 0.5`` condition. The
+formulas below follow Mask2Former's ``maskformer_model.py``; tests check them against
+direct computations on hand-made cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def upsample_masks(mask_logits: torch.Tensor, padded: int, valid: tuple[int, int], orig: tuple[int, int]) -> torch.Tensor:
+    """(Q, h, w) logits at S/4 -> (Q, H, W) logits at the original image size (padded canvas
+    upsampled, cropped to the valid region, resized to the original size)."""
+    m = F.interpolate(mask_logits[None].float(), size=(padded, padded), mode="bilinear", align_corners=False)[0]
+    m = m[:, : valid[0], : valid[1]]
+    return F.interpolate(m[None], size=orig, mode="bilinear", align_corners=False)[0]
+
+
+def panoptic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
+                       isthing: list[bool], object_threshold: float = 0.5, overlap_threshold: float = 0.8
+                       ) -> tuple[np.ndarray, list[dict]]:
+    """class_probs (Q, K + 1) (last = no object), mask_logits (Q, H, W) ->
+    (ids (H, W) int32 with 0 = VOID, segments_info with id, category_id, isthing, score, area).
+
+    A kept query k owns the pixels where it has the highest score × mask probability; it is
+    dropped when that area is below ``overlap_threshold`` × the area of its own mask
+    (probability >= 0.5); it paints the owned pixels where its mask probability is >= 0.5."""
+    K = class_probs.shape[1] - 1
+    scores, labels = class_probs.max(-1)
+    keep = (labels != K) & (scores > object_threshold)
+    H, W = mask_logits.shape[-2:]
+    ids = np.zeros((H, W), np.int32)
+    segments: list[dict] = []
+    if not keep.any():
+        return ids, segments
+    scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
+    owner = (scores[:, None, None] * masks).argmax(0)
+    stuff_seg: dict[int, dict] = {}
+    for k in range(len(scores)):
+        cls = int(labels[k])
+        owned = owner == k
+        on = masks[k] >= 0.5
+        mine = owned & on
+        area, original = int(owned.sum()), int(on.sum())
+        if area == 0 or original == 0 or not bool(mine.any()) or area / original < overlap_threshold:
+            continue
+        cat = class_ids[cls]
+        m = mine.numpy()
+        if not isthing[cls] and cat in stuff_seg:
+            seg = stuff_seg[cat]
+            ids[m] = seg["id"]
+            seg["score"] = max(seg["score"], float(scores[k]))
+            continue
+        seg = {"id": len(segments) + 1, "category_id": int(cat), "isthing": bool(isthing[cls]), "score": float(scores[k])}
+        ids[m] = seg["id"]
+        segments.append(seg)
+        if not isthing[cls]:
+            stuff_seg[cat] = seg
+    present = np.bincount(ids.ravel(), minlength=len(segments) + 1)
+    segments = [dict(s, area=int(present[s["id"]])) for s in segments if present[s["id"]] > 0]
+    return ids, segments
+
+
+@dataclass
+class Instances:
+    """Overlapping instance predictions of one image (N detections)."""
+
+    masks: np.ndarray  # (N, H, W) bool
+    scores: np.ndarray  # (N,) float
+    category_ids: np.ndarray  # (N,) int
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def instance_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
+                       isthing: list[bool], topk: int = 100) -> Instances:
+    """class_probs (Q, K + 1), mask_logits (Q, H, W) -> at most ``topk`` thing detections.
+
+    scores (Q, K) = class_probs without no-object; the ``topk`` largest of the Q·K flattened
+    (query, class) scores are taken first, then non-thing pairs are dropped (so fewer than
+    ``topk`` may remain, as in Mask2Former); mask = logit > 0; score × mean sigmoid inside it."""
+    Q, K1 = class_probs.shape
+    K = K1 - 1
+    scores = class_probs[:, :K]
+    top, flat = scores.flatten().topk(min(topk, Q * K))
+    query, cls = flat // K, flat % K
+    thing = torch.tensor(isthing, dtype=torch.bool)[cls]
+    top, query, cls = top[thing], query[thing], cls[thing]
+    logits = mask_logits[query]
+    binary = logits > 0
+    mask_score = (logits.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    ids = torch.tensor(class_ids, dtype=torch.int64)[cls]
+    return Instances(binary.numpy(), (top * mask_score).double().numpy(), ids.numpy())
+
+
+def semantic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int]) -> np.ndarray:
+    """class_probs (Q, K + 1), mask_logits (Q, H, W) -> (H, W) int64 category ids:
+    argmax_c Σ_q class_probs[q, c] · sigmoid(mask_logits[q]) (no-object dropped, no threshold)."""
+    semseg = torch.einsum("qc,qhw->chw", class_probs[:, :-1], mask_logits.sigmoid())
+    return np.asarray(class_ids, np.int64)[semseg.argmax(0).numpy()]
+
+
+@dataclass
+class UniversalPrediction:
+    """One image's outputs of the three rules (instances and semantic are optional for
+    predictions read from files that only hold a panoptic result)."""
+
+    panoptic_ids: np.ndarray  # (H, W) segment ids, 0 = VOID
+    panoptic_segments: list[dict]
+    instances: Instances | None = None
+    semantic: np.ndarray | None = None  # (H, W) category ids, 0 = no prediction
+
+
+def universal_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
+                        isthing: list[bool], object_threshold: float = 0.5, overlap_threshold: float = 0.8,
+                        topk: int = 100) -> UniversalPrediction:
+    """All three rules on the same (Q, K + 1) probabilities and (Q, H, W) mask logits."""
+    ids, segs = panoptic_inference(class_probs, mask_logits, class_ids, isthing, object_threshold, overlap_threshold)
+    return UniversalPrediction(ids, segs, instance_inference(class_probs, mask_logits, class_ids, isthing, topk),
+                               semantic_inference(class_probs, mask_logits, class_ids))
