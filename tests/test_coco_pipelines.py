@@ -102,7 +102,9 @@ def test_every_pipeline_is_the_shared_definition_with_complete_params():
     sections = {p for st in stages.values() for p in st.get("do", st).get("params", [])}
     for name in PIPELINES:
         for d in (ROOT / "pipelines" / name, ROOT / "pipelines" / name / "smoke"):
-            assert (d / "dvc.yaml").is_symlink() and (d / "dvc.yaml").resolve() == template.resolve(), d
+            # a generated copy, not a link: DVC cannot read a symlinked dvc.yaml from a committed revision
+            assert not (d / "dvc.yaml").is_symlink(), d
+            assert (d / "dvc.yaml").read_text().endswith(template.read_text()), f"{d}: run python pipelines/sync.py"
             params = yaml.safe_load((d / "params.yaml").read_text())
             assert sections | {"repo", "launch", "generators", "heads"} <= set(params), (d, sections - set(params))
             assert (d / params["repo"] / "stages" / "prepare.py").exists(), d
