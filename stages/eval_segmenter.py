@@ -1,7 +1,8 @@
 """Stage eval_segmenter: the segmenter's own seen head scored on the stored validation
-features and masks (params section `inference`) -> flat metrics JSON.
+features and masks (params section `inference`) -> the seen score of each task (METRICS_JSON,
+the DVC metric) and every flat key (FULL_JSON).
 
-cmd: python stages/eval_segmenter.py CHECKPOINT STORE GT_JSON GT_DIR SPLIT_CATEGORIES_JSON METRICS_JSON
+cmd: python stages/eval_segmenter.py CHECKPOINT STORE GT_JSON GT_DIR SPLIT_CATEGORIES_JSON METRICS_JSON FULL_JSON
        [--instances-gt INSTANCES_JSON]
 """
 
@@ -11,16 +12,20 @@ from zeroseg import stage
 from zeroseg.atomic import write_json
 from zeroseg.evaluate.heads import InferenceConfig, evaluate_segmenter
 
+#: what `dvc exp show` compares: the segmenter alone predicts seen classes only
+HEADLINE = ("pq_seen", "map50_seen", "miou_seen")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    for name in ("checkpoint", "store", "gt_json", "gt_dir", "split_categories_json", "metrics_json"):
+    for name in ("checkpoint", "store", "gt_json", "gt_dir", "split_categories_json", "metrics_json", "full_json"):
         ap.add_argument(name)
     ap.add_argument("--instances-gt", help="COCO instances JSON for mAP/R@100 (default: the panoptic things)")
     a = ap.parse_args()
     flat = evaluate_segmenter(a.checkpoint, a.store, a.gt_json, a.gt_dir, a.split_categories_json,
                               stage.section("inference", InferenceConfig), a.instances_gt)
-    write_json(a.metrics_json, {f"segmenter.{k}": v for k, v in flat.items()})
+    write_json(a.full_json, {f"segmenter.{k}": v for k, v in flat.items()})
+    write_json(a.metrics_json, {f"segmenter.{k}": flat.get(k) for k in HEADLINE})
 
 
 if __name__ == "__main__":
