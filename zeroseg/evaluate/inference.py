@@ -95,12 +95,14 @@ class Instances:
 
 
 def instance_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
-                       isthing: list[bool], topk: int = 100) -> Instances:
+                       isthing: list[bool], topk: int = 100, mask_probs: torch.Tensor | None = None) -> Instances:
     """class_probs (Q, K + 1), mask_logits (Q, H, W) -> at most ``topk`` thing detections.
 
     scores (Q, K) = class_probs without no-object; the ``topk`` largest of the Q·K flattened
     (query, class) scores are taken first, then non-thing pairs are dropped (so fewer than
-    ``topk`` may remain, as in Mask2Former); mask = logit > 0; score × mean sigmoid inside it."""
+    ``topk`` may remain, as in Mask2Former); mask = logit > 0; score × mean sigmoid inside it.
+    ``mask_probs``: sigmoid(mask_logits) when the caller has it. A query that appears with
+    several classes has its mask and mask score computed once."""
     Q, K1 = class_probs.shape
     K = K1 - 1
     scores = class_probs[:, :K]
@@ -108,18 +110,23 @@ def instance_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, cla
     query, cls = flat // K, flat % K
     thing = torch.tensor(isthing, dtype=torch.bool)[cls]
     top, query, cls = top[thing], query[thing], cls[thing]
-    logits = mask_logits[query]
-    binary = logits > 0
-    mask_score = (logits.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    uq, inv = torch.unique(query, return_inverse=True)
+    binary = mask_logits[uq] > 0
+    probs = mask_probs[uq] if mask_probs is not None else mask_logits[uq].sigmoid()
+    mask_score = (probs * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
     ids = torch.tensor(class_ids, dtype=torch.int64)[cls]
-    return Instances(binary.numpy(), (top * mask_score).double().numpy(), ids.numpy())
+    return Instances(binary.numpy()[inv.numpy()], (top * mask_score[inv]).double().numpy(), ids.numpy())
 
 
-def semantic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int]) -> np.ndarray:
+def semantic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
+                       mask_probs: torch.Tensor | None = None) -> np.ndarray:
     """class_probs (Q, K + 1), mask_logits (Q, H, W) -> (H, W) int64 category ids:
-    argmax_c Σ_q class_probs[q, c] · sigmoid(mask_logits[q]) (no-object dropped, no threshold)."""
-    semseg = torch.einsum("qc,qhw->chw", class_probs[:, :-1], mask_logits.sigmoid())
-    return np.asarray(class_ids, np.int64)[semseg.argmax(0).numpy()]
+    argmax_c Σ_q class_probs[q, c] · sigmoid(mask_logits[q]) (no-object dropped, no threshold).
+    Computed as one (H·W, Q) @ (Q, K) product, argmax over the contiguous class axis."""
+    Q, H, W = mask_logits.shape
+    probs = mask_probs if mask_probs is not None else mask_logits.sigmoid()
+    semseg = probs.reshape(Q, H * W).T @ class_probs[:, :-1]
+    return np.asarray(class_ids, np.int64)[semseg.argmax(1).numpy()].reshape(H, W)
 
 
 @dataclass
@@ -138,5 +145,6 @@ def universal_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, cl
                         topk: int = 100) -> UniversalPrediction:
     """All three rules on the same (Q, K + 1) probabilities and (Q, H, W) mask logits."""
     ids, segs = panoptic_inference(class_probs, mask_logits, class_ids, isthing, object_threshold, overlap_threshold)
-    return UniversalPrediction(ids, segs, instance_inference(class_probs, mask_logits, class_ids, isthing, topk),
-                               semantic_inference(class_probs, mask_logits, class_ids))
+    mask_probs = mask_logits.sigmoid()
+    return UniversalPrediction(ids, segs, instance_inference(class_probs, mask_logits, class_ids, isthing, topk, mask_probs),
+                               semantic_inference(class_probs, mask_logits, class_ids, mask_probs))
