@@ -80,8 +80,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
 
-def load_section(params_path: str | os.PathLike, section: str, cls: type[T]) -> T:
-    """Read section ``section`` of a params YAML file into ``cls``."""
+def params_value(params_path: str | os.PathLike, key: str, what: str = "section") -> Any:
+    """The top-level ``key`` of a params YAML file (a section, or a value such as ``seeds``)."""
     path = Path(params_path)
     try:
         params = yaml.safe_load(path.read_text()) or {}
@@ -89,6 +89,11 @@ def load_section(params_path: str | os.PathLike, section: str, cls: type[T]) -> 
         raise ConfigError(f"{path}: params file not found") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if section not in params:
-        raise ConfigError(f"{path}: no section '{section}'")
-    return from_dict(cls, params[section] or {}, f"{path}:{section}")
+    if key not in params:
+        raise ConfigError(f"{path}: no {what} '{key}'")
+    return params[key]
+
+
+def load_section(params_path: str | os.PathLike, section: str, cls: type[T]) -> T:
+    """Read section ``section`` of a params YAML file into ``cls``."""
+    return from_dict(cls, params_value(params_path, section) or {}, f"{Path(params_path)}:{section}")

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import yaml
-
-from zeroseg.config import load_section
+from zeroseg.config import load_section, params_value
 from zeroseg.errors import ConfigError, ZerosegError
 
 T = TypeVar("T")
@@ -24,14 +21,7 @@ def section(name: str, cls: type[T], params_file: str = PARAMS_FILE) -> T:
 
 def value(name: str, params_file: str = PARAMS_FILE) -> Any:
     """A top-level params value that several stages share (``seeds``, ``generators``, ``heads``)."""
-    path = Path(params_file)
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read params ({exc})") from exc
-    if name not in params:
-        raise ConfigError(f"{path}: no top-level key '{name}'")
-    return params[name]
+    return params_value(params_file, name, "top-level key")
 
 
 def row_overrides(row: str, params_file: str = PARAMS_FILE) -> list[str]:

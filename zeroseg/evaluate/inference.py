@@ -38,14 +38,15 @@ def upsample_masks(mask_logits: torch.Tensor, padded: int, valid: tuple[int, int
 
 
 def panoptic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
-                       isthing: list[bool], object_threshold: float = 0.5, overlap_threshold: float = 0.8
-                       ) -> tuple[np.ndarray, list[dict]]:
+                       isthing: list[bool], object_threshold: float = 0.5, overlap_threshold: float = 0.8,
+                       mask_probs: torch.Tensor | None = None) -> tuple[np.ndarray, list[dict]]:
     """class_probs (Q, K + 1) (last = no object), mask_logits (Q, H, W) ->
     (ids (H, W) int32 with 0 = VOID, segments_info with id, category_id, isthing, score, area).
 
     A kept query k owns the pixels where it has the highest score × mask probability; it is
     dropped when that area is below ``overlap_threshold`` × the area of its own mask
-    (probability >= 0.5); it paints the owned pixels where its mask probability is >= 0.5."""
+    (probability >= 0.5); it paints the owned pixels where its mask probability is >= 0.5.
+    ``mask_probs``: sigmoid(mask_logits) when the caller has it."""
     K = class_probs.shape[1] - 1
     scores, labels = class_probs.max(-1)
     keep = (labels != K) & (scores > object_threshold)
@@ -54,7 +55,8 @@ def panoptic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, cla
     segments: list[dict] = []
     if not keep.any():
         return ids, segments
-    scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
+    masks = mask_probs[keep] if mask_probs is not None else mask_logits[keep].sigmoid()
+    scores, labels = scores[keep], labels[keep]
     owner = (scores[:, None, None] * masks).argmax(0)
     stuff_seg: dict[int, dict] = {}
     for k in range(len(scores)):
@@ -144,7 +146,8 @@ def universal_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, cl
                         isthing: list[bool], object_threshold: float = 0.5, overlap_threshold: float = 0.8,
                         topk: int = 100) -> UniversalPrediction:
     """All three rules on the same (Q, K + 1) probabilities and (Q, H, W) mask logits."""
-    ids, segs = panoptic_inference(class_probs, mask_logits, class_ids, isthing, object_threshold, overlap_threshold)
     mask_probs = mask_logits.sigmoid()
+    ids, segs = panoptic_inference(class_probs, mask_logits, class_ids, isthing, object_threshold, overlap_threshold,
+                                   mask_probs)
     return UniversalPrediction(ids, segs, instance_inference(class_probs, mask_logits, class_ids, isthing, topk, mask_probs),
                                semantic_inference(class_probs, mask_logits, class_ids, mask_probs))
