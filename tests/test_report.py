@@ -43,3 +43,13 @@ def test_one_seed_has_no_std_and_missing_files_are_named(tmp_path):
         write_report(tmp_path / "rows", ["pading", "projection"], [0, 1], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
     with pytest.raises(DataError, match="unknown ablation row"):
         write_report(tmp_path / "rows", ["pading", "projection", "clip"], [0], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
+
+
+def test_readme_table_is_the_committed_three_seed_report():
+    """The README's results table is the report of `dvc exp run -S 'seeds=[0,1,2]'`, not retyped."""
+    from tests.conftest import ROOT
+
+    rows = [line for line in (ROOT / "metrics/seeds-0-1-2/zero_shot.md").read_text().split("\n") if line.startswith("| ")]
+    assert len(rows) == 7 and "over 3 seed(s)" in (ROOT / "metrics/seeds-0-1-2/zero_shot.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert all(row in readme for row in rows)
