@@ -9,7 +9,7 @@ cmd: python stages/eval_segmenter.py CHECKPOINT STORE GT_JSON GT_DIR SPLIT_CATEG
 import argparse
 
 from zeroseg import stage
-from zeroseg.atomic import write_json
+from zeroseg.atomic import atomic_outputs, json_text
 from zeroseg.evaluate.heads import InferenceConfig, evaluate_segmenter
 
 #: what `dvc exp show` compares: the segmenter alone predicts seen classes only
@@ -24,8 +24,11 @@ def main() -> None:
     a = ap.parse_args()
     flat = evaluate_segmenter(a.checkpoint, a.store, a.gt_json, a.gt_dir, a.split_categories_json,
                               stage.section("inference", InferenceConfig), a.instances_gt)
-    write_json(a.full_json, {f"segmenter.{k}": v for k, v in flat.items()})
-    write_json(a.metrics_json, {f"segmenter.{k}": flat.get(k) for k in HEADLINE})
+    with atomic_outputs() as outs:  # both or neither; the headline metric last
+        with outs.file(a.full_json) as tmp:
+            tmp.write_text(json_text({f"segmenter.{k}": v for k, v in flat.items()}))
+        with outs.file(a.metrics_json) as tmp:
+            tmp.write_text(json_text({f"segmenter.{k}": flat.get(k) for k in HEADLINE}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import argparse
 import pandas as pd
 
 from zeroseg import stage
-from zeroseg.atomic import atomic_file, write_json
+from zeroseg.atomic import atomic_outputs, json_text
 from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
 from zeroseg.features.store import FeatureStore
 from zeroseg.generator.classifier import load_head
@@ -24,9 +24,11 @@ def main() -> None:
     a = ap.parse_args()
     flat, table = evaluate_head(FeatureStore(a.val_store), load_head(a.head), a.gt_json, a.gt_dir,
                                 unseen_from_split(a.split_all_json), stage.section("inference", InferenceConfig), a.instances_gt)
-    write_json(a.metrics_json, flat)
-    with atomic_file(a.per_class) as tmp:
-        pd.DataFrame(table).to_parquet(tmp, index=False)
+    with atomic_outputs() as outs:  # both or neither: report reads them together; the metric last
+        with outs.file(a.per_class) as tmp:
+            pd.DataFrame(table).to_parquet(tmp, index=False)
+        with outs.file(a.metrics_json) as tmp:
+            tmp.write_text(json_text(flat))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ cmd: python stages/prepare.py OUT_DIR METRICS_JSON
 import argparse
 
 from zeroseg import stage
-from zeroseg.atomic import write_json
+from zeroseg.atomic import atomic_outputs, json_text
 from zeroseg.data.prepare import PrepareConfig, prepare_coco
 
 
@@ -16,8 +16,12 @@ def main() -> None:
     ap.add_argument("out_dir")
     ap.add_argument("metrics_json")
     a = ap.parse_args()
-    res = prepare_coco(stage.section("prepare", PrepareConfig), a.out_dir)
-    write_json(a.metrics_json, {f"prepare.{k}": v for k, v in res.metrics().items()})
+    cfg = stage.section("prepare", PrepareConfig)
+    with atomic_outputs() as outs:  # the folder and its metrics together, the metrics last
+        with outs.dir(a.out_dir) as tmp:
+            res = prepare_coco(cfg, tmp)
+        with outs.file(a.metrics_json) as tmp:
+            tmp.write_text(json_text({f"prepare.{k}": v for k, v in res.metrics().items()}))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ cmd: python stages/report.py METRICS_DIR PER_CLASS_DIR HEADS_DIR SYNTHETIC_DIR S
 import argparse
 
 from zeroseg import stage
-from zeroseg.report import ReportConfig, make_pictures, write_report
+from zeroseg.atomic import atomic_outputs
+from zeroseg.report import ReportConfig, collect, make_pictures, write_report
 
 
 def main() -> None:
@@ -18,10 +19,14 @@ def main() -> None:
                  "val_images", "split_all_json", "out_json", "out_full_json", "out_md", "plots_dir"):
         ap.add_argument(name)
     a = ap.parse_args()
-    seeds = stage.seeds()
-    write_report(a.metrics_dir, stage.value("heads"), seeds, a.out_json, a.out_full_json, a.out_md)
-    make_pictures(stage.section("report", ReportConfig), a.per_class_dir, a.heads_dir, a.synthetic_dir, a.seen_store,
-                  a.val_store, a.val_json, a.val_images, a.split_all_json, a.plots_dir, seeds[0])
+    seeds, heads, cfg = stage.seeds(), stage.value("heads"), stage.section("report", ReportConfig)
+    collect(a.metrics_dir, heads, seeds)  # missing or unknown rows fail before the pictures
+    # every output committed together, the headline metric last: an interrupted report leaves
+    # each output absent or complete, never a new metric beside an old picture (or the reverse)
+    with atomic_outputs() as outs:
+        make_pictures(cfg, a.per_class_dir, a.heads_dir, a.synthetic_dir, a.seen_store, a.val_store, a.val_json,
+                      a.val_images, a.split_all_json, a.plots_dir, seeds[0], outs)
+        write_report(a.metrics_dir, heads, seeds, a.out_json, a.out_full_json, a.out_md, outs)
 
 
 if __name__ == "__main__":

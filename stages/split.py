@@ -6,7 +6,7 @@ cmd: python stages/split.py ANNOTATION_JSON OUT_DIR METRICS_JSON [--png-dir DIR]
 import argparse
 
 from zeroseg import stage
-from zeroseg.atomic import write_json
+from zeroseg.atomic import atomic_outputs, json_text
 from zeroseg.split import SplitConfig, split_dataset
 
 
@@ -18,8 +18,11 @@ def main() -> None:
     ap.add_argument("--png-dir")
     args = ap.parse_args()
     cfg = stage.section("split", SplitConfig)
-    res = split_dataset(args.annotation_json, cfg.unseen, args.out_dir, args.png_dir, cfg.verify_pngs)
-    write_json(args.metrics_json, {f"split.{k}": v for k, v in res.metrics().items()})
+    with atomic_outputs() as outs:  # the split and its metric together (a kill never leaves a mix)
+        with outs.dir(args.out_dir) as tmp:
+            res = split_dataset(args.annotation_json, cfg.unseen, tmp, args.png_dir, cfg.verify_pngs, cfg.policy)
+        with outs.file(args.metrics_json) as tmp:
+            tmp.write_text(json_text({f"split.{k}": v for k, v in res.metrics().items()}))
 
 
 if __name__ == "__main__":

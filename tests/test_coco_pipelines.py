@@ -80,6 +80,14 @@ def test_zsp_smoke_keeps_the_31_leak_free_images(smoke_runs):
 def test_zss_smoke_is_semantic(smoke_runs):
     d = smoke_runs["coco-stuff"]
     assert _json(d / "metrics/prepare.json")["prepare.classes"] == 171
+    # the published ZSS protocol (split.policy ignore): every image trains, no unseen target or match
+    split = _json(d / "metrics/split.json")
+    assert split["split.seen_images"] == split["split.images"] == 100 and split["split.ignored_segments"] > 0
+    from zeroseg.features.store import FeatureStore
+
+    unseen = {c["id"] for c in _json(d / "data/split/panoptic_train_all.json")["categories"] if c["split"] == "unseen"}
+    store = FeatureStore(d / "data/features/train_seen")
+    assert len(store.index) == 100 and not set(store.labels.tolist()) & unseen and (store.labels >= 0).any()
     cats = _json(d / "data/coco/panoptic_val.json")["categories"]
     assert not any(c["isthing"] for c in cats)  # one segment per class: the semantic task
     m = _json(d / "metrics/rows/pading-s0.json")

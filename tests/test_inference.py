@@ -79,6 +79,23 @@ def test_semantic_rule_equals_the_formula(seed):
     assert (semantic_inference(probs, masks, CLASS_IDS) == want).all()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_semantic_rule_skips_only_classes_that_cannot_win(seed):
+    """COCO-sized class lists: the classes dominated by an earlier one are skipped, and the result
+    equals the argmax over all classes, ties (equal columns, zero mask probabilities) included."""
+    g = torch.Generator().manual_seed(seed)
+    Q, K = 6, 150
+    probs = torch.randn(Q, K + 1, generator=g).mul(3).softmax(-1)
+    probs[:, 7] = probs[:, 3]  # a tie: class 3 (earlier) must win wherever both are best
+    probs[:, 1] = probs[:, 90] + 0.01  # an early class above a later one
+    masks = torch.randn(Q, 40, 30, generator=g) * 4
+    masks[:, :5] = -200.0  # sigmoid exactly 0: every class scores 0 there, the first class wins
+    ids = list(range(1000, 1000 + K))
+    want = np.asarray(ids)[(masks.sigmoid().reshape(Q, -1).T @ probs[:, :-1]).argmax(1).numpy()].reshape(40, 30)
+    got = semantic_inference(probs, masks, ids)
+    assert (got == want).all() and (got[:5] == 1000).all()
+
+
 def _panoptic_direct(p, m, object_threshold, overlap_threshold):
     """Mask2Former's panoptic_inference written pixel by pixel."""
     K = p.shape[1] - 1

@@ -171,6 +171,21 @@ def test_dump_one_row_per_query(trained, tiny_synth):
     assert set(sv.labels.tolist()) & unseen
 
 
+def test_dump_of_an_ignore_split_matches_no_query_to_an_unseen_segment(trained, tiny_synth, tmp_path):
+    """split.policy ignore: the images with unseen segments are dumped, but no query gets an unseen label
+    (the same images dumped from the unmarked JSON do match unseen segments)."""
+    d, split, res, cfg = trained
+    ign = split_dataset(tiny_synth / "annotations" / "panoptic_train.json", "synth-default", tmp_path / "split",
+                        policy="ignore")
+    unseen = {c["id"] for c in read_json(split.all_json)["categories"] if c["split"] == "unseen"}
+    kw = dict(cfg=DumpConfig(batch_size=8), png_dir=tiny_synth / "annotations" / "panoptic_train", show_progress=False)
+    st = FeatureStore(dump_features(res.checkpoint, ign.seen_json, tiny_synth / "train", tmp_path / "f", **kw).store)
+    assert len(st.index) == ign.num_images > split.num_seen_images
+    assert not set(st.labels.tolist()) & unseen and (st.labels >= 0).any()
+    ref = FeatureStore(dump_features(res.checkpoint, ign.all_json, tiny_synth / "train", tmp_path / "g", **kw).store)
+    assert set(ref.labels.tolist()) & unseen
+
+
 def test_dump_stores_compact_masks_and_scores_them(trained, tiny_synth):
     """dump.mask_size keeps smaller val masks (COCO: 5k images); the evaluation upsamples them."""
     d, split, res, cfg = trained

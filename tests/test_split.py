@@ -6,12 +6,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import COCO_JSON, COCO_PNG, read_json, write_json
+from tests.conftest import COCO_JSON, COCO_MINI, COCO_PNG, read_json, write_json
 from zeroseg.cli import app
 from zeroseg.data.panoptic import id2rgb, rgb2id
 from zeroseg.errors import ConfigError, DataError, LeakError
 from zeroseg.presets import PRESETS, resolve_unseen
-from zeroseg.split import check_no_leak, split_dataset
+from zeroseg.segmenter.data import PanopticSegments, seen_classes
+from zeroseg.data.panoptic import load_panoptic
+from zeroseg.split import check_no_leak, check_no_unseen_target, split_dataset
 
 
 def test_coco_mini_zsp_keeps_31(coco_mini, tmp_path):
@@ -33,6 +35,37 @@ def test_coco_mini_zsp_keeps_31(coco_mini, tmp_path):
     assert set(man.columns) >= {"image_id", "file_name", "kept", "unseen_classes"}
     assert all(len(u) > 0 for u in man[~man.kept].unseen_classes)
     assert check_no_leak(res.seen_json, COCO_JSON, COCO_PNG, "coco-zsp") == 31
+
+
+def test_coco_mini_ignore_policy_keeps_every_image_without_an_unseen_target(coco_mini, tmp_path):
+    """ZSS protocol: all 100 images train; every unseen segment is an ignore region, never a target."""
+    res = split_dataset(COCO_JSON, "coco-zsp", tmp_path / "out", policy="ignore")
+    assert (res.num_images, res.num_seen_images, res.num_unseen_images) == (100, 100, 69)
+    assert res.metrics()["ignored_segments"] == res.ignored_segments > 69
+    seen = read_json(res.seen_json)
+    unseen_ids = {c["id"] for c in seen["categories"] if c["split"] == "unseen"}
+    flags = [(s["category_id"] in unseen_ids, s.get("ignore", 0)) for a in seen["annotations"] for s in a["segments_info"]]
+    assert sum(u for u, _ in flags) == res.ignored_segments and all(u == bool(i) for u, i in flags)
+    assert int(pd.read_parquet(res.manifest).kept.sum()) == 100
+    # the segmenter's training data (strict: a target outside the seen classes would raise)
+    classes = seen_classes(load_panoptic(res.seen_json))
+    data = PanopticSegments(res.seen_json, COCO_MINI / "train2017", classes, 64, COCO_PNG, strict=True)
+    cats = set()
+    for k in range(len(data)):
+        cats |= set(data[k].category_ids.tolist())
+    assert cats and not cats & unseen_ids
+    assert check_no_leak(res.seen_json, COCO_JSON, COCO_PNG, "coco-zsp") == 100  # ignored pixels are allowed
+    # the guard catches an unseen segment that lost its ignore flag
+    a = next(a for a in seen["annotations"] if any(s.get("ignore") for s in a["segments_info"]))
+    next(s for s in a["segments_info"] if s.get("ignore")).pop("ignore")
+    leaked = tmp_path / "leaked.json"
+    write_json(leaked, seen)
+    with pytest.raises(LeakError, match=f"image {a['image_id']}.*is a training target"):
+        check_no_unseen_target(leaked, COCO_JSON, "coco-zsp")
+    with pytest.raises(LeakError, match=f"image {a['image_id']}.*pixels of"):
+        check_no_leak(leaked, COCO_JSON, COCO_PNG, "coco-zsp")
+    with pytest.raises(ConfigError, match="split.policy.*'keep'"):
+        split_dataset(COCO_JSON, "coco-zsp", tmp_path / "bad", policy="keep")
 
 
 def test_crowd_segment_of_unseen_class_excludes_image(synth_copy, tmp_path):

@@ -20,7 +20,10 @@ out = Console()
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    from rich.markup import escape
+
+    # escaped: a message quotes file contents ("[...]" would read as markup); not wrapped: paths stay whole
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -60,13 +63,16 @@ def split(
     out_dir: Path = typer.Option(..., "--out", help="Output folder (replaced atomically)."),
     png_dir: Optional[Path] = typer.Option(None, help="Segment PNG folder if not <json stem>/ beside the JSON."),
     verify_pngs: bool = typer.Option(True, help="Read every PNG to check ids and run the leak guard."),
+    policy: str = typer.Option("drop", help="drop: train only on images with no unseen pixel (ZSP, ZSI); "
+                                            "ignore: keep every image, unseen segments become ignore regions (ZSS)."),
 ) -> None:
-    """Split into seen-only training images, images with unseen classes, and all images."""
+    """Split into the training images, images with unseen classes, and all images."""
     from zeroseg.split import split_dataset
 
     with _reported():
-        res = split_dataset(annotation_json, unseen, out_dir, png_dir, verify_pngs)
-    out.print(f"{res.num_seen_images} of {res.num_images} images kept for training (no unseen class); "
+        res = split_dataset(annotation_json, unseen, out_dir, png_dir, verify_pngs, policy)
+    how = "no unseen class" if policy == "drop" else f"{res.ignored_segments} unseen segments ignored"
+    out.print(f"{res.num_seen_images} of {res.num_images} images kept for training ({how}); "
               f"{res.num_unseen_images} contain one of {len(res.unseen_classes)} unseen classes -> {out_dir}")
 
 
@@ -123,8 +129,10 @@ def embed_classes_cmd(
     out_file: Path = typer.Option(..., "--out", help="Output Parquet file."),
     params: Optional[Path] = typer.Option(None, help="params.yaml whose 'embed' section gives templates, model paths, ...; --source overrides its source."),
     clip_model: Optional[str] = typer.Option(None, help="Local CLIP folder or hub name."),
-    word_vectors: Optional[Path] = typer.Option(None, help="gensim KeyedVectors file (word2vec / GloVe)."),
-    table: Optional[Path] = typer.Option(None, help="Precomputed matrix (.npy/.pkl/comma text)."),
+    word_vectors: Optional[Path] = typer.Option(None, help="gensim KeyedVectors file (word2vec / GloVe): .bin, text, or "
+                                                           ".kv (read with a restricted unpickler)."),
+    table: Optional[Path] = typer.Option(None, help="Precomputed matrix (.npy without pickles, .pkl/.pickle through a "
+                                                    "restricted unpickler: arrays and plain containers only, or comma text)."),
     table_names: Optional[Path] = typer.Option(None, help="The table's class names, one a line."),
 ) -> None:
     """Embed class names: one L2-normalised vector per class, written as Parquet."""

@@ -58,6 +58,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r} (YAML reads unquoted off/on/no/yes as "
+                              f'true/false: write it in quotes, e.g. "off")')
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value

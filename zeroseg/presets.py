@@ -6,6 +6,8 @@ COCO-Stuff 171 for ZSS, COCO 2014 instances for ZSI); see ``../shared/docs/metho
 
 from __future__ import annotations
 
+from zeroseg.errors import ConfigError
+
 from zeroseg.synth import DEFAULT_UNSEEN
 
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -52,7 +54,7 @@ def split_classes(spec: str) -> tuple[str, ...] | None:
     ("" or a preset without an entry in :data:`SPLIT_CLASSES`)."""
     spec = spec.strip()
     if spec and spec not in PRESETS:
-        raise ValueError(f"unknown preset {spec!r}; presets: {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {spec!r}; presets: {sorted(PRESETS)}")
     return SPLIT_CLASSES.get(spec)
 
 
@@ -66,5 +68,5 @@ def resolve_unseen(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
         names = [n.strip() for n in spec.split(",")]
     names = [n for n in names if n]
     if not names:
-        raise ValueError(f"no unseen classes given in {spec!r}; presets: {sorted(PRESETS)}")
+        raise ConfigError(f"no unseen classes given in {spec!r}; presets: {sorted(PRESETS)}")
     return tuple(dict.fromkeys(names))

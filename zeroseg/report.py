@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from zeroseg.atomic import atomic_file, write_json  # noqa: E402
+from zeroseg.atomic import Outputs, atomic_file, json_text  # noqa: E402
 from zeroseg.errors import DataError  # noqa: E402
 
 #: (row name in the table, file stem of its metrics) in Table 1's order.
@@ -108,13 +110,23 @@ def markdown(summary: dict, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
+@contextmanager
+def _target(path: str | os.PathLike, outputs: Outputs | None) -> Iterator[Path]:
+    """Where to write output ``path``: a temporary of ``outputs`` (committed with the stage's
+    other outputs), or, without one, a temporary renamed into place at once."""
+    with (atomic_file(path) if outputs is None else outputs.file(path)) as tmp:
+        yield tmp
 
 
-def pq_bars(per_class: pd.DataFrame, title: str, path: Path) -> None:
+def _save(fig, path: Path, outputs: Outputs | None = None) -> None:
+    try:
+        with _target(path, outputs) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
+
+
+def pq_bars(per_class: pd.DataFrame, title: str, path: Path, outputs: Outputs | None = None) -> None:
     df = per_class.dropna(subset=["pq"]).sort_values(["split", "pq"])
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(df)), 3.5))
     colours = ["tab:orange" if s == "unseen" else "tab:blue" for s in df["split"]]
@@ -122,11 +134,11 @@ def pq_bars(per_class: pd.DataFrame, title: str, path: Path) -> None:
     ax.set_xticks(range(len(df)), df["name"], rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("PQ")
     ax.set_title(f"{title}: per-class PQ (blue seen, orange unseen)")
-    _save(fig, path)
+    _save(fig, path, outputs)
 
 
 def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str, tuple[np.ndarray, np.ndarray]],
-                 unseen_ids: set[int], path: Path, seed: int = 0) -> None:
+                 unseen_ids: set[int], path: Path, seed: int = 0, outputs: Outputs | None = None) -> None:
     """One panel per generator: real seen (dots), synthetic seen (x), synthetic unseen (triangles)."""
     from sklearn.manifold import TSNE
 
@@ -147,7 +159,7 @@ def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("t-SNE of class embeddings: o real seen, x synthetic seen, ^ synthetic unseen (colour = class)", fontsize=9)
-    _save(fig, path)
+    _save(fig, path, outputs)
 
 
 def overlay(rgb: np.ndarray, ids: np.ndarray, segments: list[dict], names: dict[int, str], unseen: set[int]) -> np.ndarray:
@@ -163,7 +175,8 @@ def overlay(rgb: np.ndarray, ids: np.ndarray, segments: list[dict], names: dict[
     return out.clip(0, 255).astype(np.uint8)
 
 
-def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path: Path) -> None:
+def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path: Path,
+                     outputs: Outputs | None = None) -> None:
     """panels[i] = [(title, image, labels), ...] for one validation image per row."""
     rows, cols = len(panels), len(panels[0])
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.8 * rows), squeeze=False)
@@ -175,31 +188,36 @@ def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path
             axes[r][c].set_xlabel("\n".join(labels[:5]), fontsize=6)
             axes[r][c].set_xticks([])
             axes[r][c].set_yticks([])
-    _save(fig, path)
+    _save(fig, path, outputs)
 
 
 def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int], out_json: str | os.PathLike,
-                 out_full_json: str | os.PathLike, out_md: str | os.PathLike) -> dict:
+                 out_full_json: str | os.PathLike, out_md: str | os.PathLike, outputs: Outputs | None = None) -> dict:
     """The headline metrics (``out_json``: HM per task, mean/std), every cell with the per-seed
-    values (``out_full_json``) and the markdown table. Returns the headline dict."""
+    values (``out_full_json``) and the markdown table. Returns the headline dict. ``outputs``:
+    the stage's :class:`~zeroseg.atomic.Outputs` (committed with the pictures); the headline
+    metric is written last."""
     rows = collect(metrics_dir, heads, seeds)
     summary = summarise(rows)
     headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE)}
     per_seed = {f"{row}.{k}.s{s}": m.get(k) for row, runs in rows.items() for s, m in zip(seeds, runs)
                 for k in summary[row]}
-    write_json(out_json, headline)
-    write_json(out_full_json, {"seeds": seeds, **flat_table(summary), **per_seed})
-    with atomic_file(out_md) as tmp:
+    with _target(out_md, outputs) as tmp:
         Path(tmp).write_text("# Zero-shot ablation (S / U / HM, %)\n\n" + markdown(summary, seeds))
+    with _target(out_full_json, outputs) as tmp:
+        Path(tmp).write_text(json_text({"seeds": seeds, **flat_table(summary), **per_seed}))
+    with _target(out_json, outputs) as tmp:
+        Path(tmp).write_text(json_text(headline))
     return headline
 
 
 def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir: str | os.PathLike,
                   synthetic_dir: str | os.PathLike, seen_store: str | os.PathLike, val_store: str | os.PathLike,
                   val_json: str | os.PathLike, val_images: str | os.PathLike, split_all_json: str | os.PathLike,
-                  plots_dir: str | os.PathLike, seed: int) -> list[Path]:
+                  plots_dir: str | os.PathLike, seed: int, outputs: Outputs | None = None) -> list[Path]:
     """t-SNE per generator, per-class PQ bars (projection vs PADing), overlays (input / GT /
-    projection / PADing), all from the run of ablation seed ``seed``."""
+    projection / PADing), all from the run of ablation seed ``seed``. ``outputs``: the stage's
+    :class:`~zeroseg.atomic.Outputs` (the pictures are committed with the metrics)."""
     from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image
     from zeroseg.evaluate.heads import predict_store, unseen_from_split
     from zeroseg.features.store import FeatureStore
@@ -224,12 +242,13 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
             s = FeatureStore(p)
             keep = np.concatenate([np.flatnonzero(s.labels == c)[: cfg.tsne_per_class] for c in np.unique(s.labels)])
             synth[row] = (s.features(keep), s.labels[keep])
-    tsne_picture(st.features(rows), lab[rows], synth, unseen, plots / "tsne.png", cfg.seed)
+    tsne_picture(st.features(rows), lab[rows], synth, unseen, plots / "tsne.png", cfg.seed, outputs)
     written.append(plots / "tsne.png")
     # per-class PQ bars
     for row in ("projection", "pading"):
         stem = dict(ROWS)[row]
-        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{stem}-s{seed}.parquet"), row, plots / f"per_class_pq_{stem}.png")
+        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{stem}-s{seed}.parquet"), row, plots / f"per_class_pq_{stem}.png",
+                outputs)
         written.append(plots / f"per_class_pq_{stem}.png")
     # Fig. 6: overlays on validation images that contain an unseen class
     gt = load_panoptic(val_json)
@@ -251,6 +270,8 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
             row.append((name, overlay(rgb, ids, segs, names, unseen), [names[s["category_id"]] for s in segs]))
         panels.append(row)
     if panels:
-        overlays_picture(panels, plots / "overlays.png")
+        overlays_picture(panels, plots / "overlays.png", outputs)
         written.append(plots / "overlays.png")
+    elif outputs is not None:
+        outputs.absent(plots / "overlays.png")  # no stale picture beside the new ones
     return written

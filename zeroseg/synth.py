@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zeroseg.atomic import atomic_dir, write_json
+from zeroseg.atomic import atomic_dir, write_json, written
 from zeroseg.data.panoptic import write_ids
 from zeroseg.errors import ConfigError
 
@@ -272,6 +272,7 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike) -> SynthResult:
                 stem = f"{image_id:012d}"
                 Image.fromarray(rgb).save(tmp / split / f"{stem}.jpg", quality=cfg.jpeg_quality)
                 write_ids(png_dir / f"{stem}.png", ids)
+                written()  # the test hook: one image + PNG done in the temporary folder
                 images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": cfg.image_size,
                                "width": cfg.image_size, "license": 1})
                 anns.append({"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments})

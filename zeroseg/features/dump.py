@@ -24,7 +24,7 @@ from zeroseg.features.store import NO_OBJECT, ShardWriter, finalize_store
 from zeroseg.segmenter.data import PanopticSegments, collate
 from zeroseg.segmenter.distributed import setup_distributed, teardown
 from zeroseg.segmenter.matcher import hungarian, mask_iou, match_cost
-from zeroseg.segmenter.model import model_from_checkpoint
+from zeroseg.segmenter.model import AMP_DTYPES, autocast, model_from_checkpoint
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,13 @@ class DumpConfig:
     dtype: str = "float16"  # feature storage precision: float16 halves disk and I/O
     chunk_rows: int = 4096  # rows per Zarr chunk (sequential reads)
     mask_size: int = 0  # side of the stored validation mask logits; 0 = the model's (image_size / 4)
+    amp: str = "off"  # mixed precision of the forward pass: off | bf16 | fp16 (features are stored as dtype)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"dump.dtype: float16 or float32, got {self.dtype!r}")
+        if self.amp not in AMP_DTYPES:
+            raise ConfigError(f"dump.amp: one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
         if self.mask_size < 0:
             raise ConfigError(f"dump.mask_size: 0 (full) or a positive side in pixels, got {self.mask_size}")
 
@@ -106,7 +109,8 @@ def _dump(checkpoint, annotation_json, image_dir, out, cfg, png_dir, keep_masks,
                          mask_shape=(Q, hm, hm) if keep_masks else None)
     try:
         for batch in tqdm(loader, desc=f"dump {Path(annotation_json).name}", disable=not (ctx.is_main and show_progress)):
-            outp = model(pixel_values=batch["pixel_values"].to(ctx.device))
+            with autocast(ctx.device, cfg.amp):
+                outp = model(pixel_values=batch["pixel_values"].to(ctx.device))
             feats = outp.transformer_decoder_last_hidden_state.float().cpu()
             cls, masks = outp.class_queries_logits.float().cpu(), outp.masks_queries_logits.float().cpu()
             kept = F.interpolate(masks, size=(hm, hm), mode="area") if keep_masks and hm != h else masks

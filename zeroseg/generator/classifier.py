@@ -152,8 +152,8 @@ def save_head(path: str | os.PathLike, head: Head, cfg: ClassifierConfig, kind: 
     state = {"weight": head.weight, "bias": head.bias, "class_ids": head.class_ids, "isthing": head.isthing,
              "proj_weight": head.proj_weight, "proj_bias": head.proj_bias, "config": asdict(cfg), "kind": kind,
              **(extra or {})}
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)  # through a file object: the archive folder is "archive/", whatever the file name
 
 
 def load_head(path: str | os.PathLike) -> Head:
@@ -161,6 +161,11 @@ def load_head(path: str | os.PathLike) -> Head:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise DataError(f"{path}: classifier head not found") from exc
+    except Exception as exc:  # corrupt or truncated file, or an object weights_only refuses
+        raise DataError(f"{path}: not a readable classifier head: {exc}") from exc
+    for key in ("weight", "bias", "class_ids", "isthing"):
+        if not isinstance(ck, dict) or key not in ck:
+            raise DataError(f"{path}: classifier head has no '{key}'")
     return Head(ck["weight"], ck["bias"], list(ck["class_ids"]), list(ck["isthing"]), ck.get("proj_weight"),
                 ck.get("proj_bias"))
 

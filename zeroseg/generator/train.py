@@ -24,6 +24,7 @@ from zeroseg.generator.align import alignment_loss
 from zeroseg.generator.disentangle import Disentangler
 from zeroseg.generator.mmd import mmd
 from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator
+from zeroseg.resume import kill_point, rng_state, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,12 @@ class GeneratorConfig:
     per_class: int = 16
     unseen_per_class: int = 8
     min_iou: float = 0.5
+    checkpoint_every: int = 0  # save <out>.last every this many steps to resume an interrupted run (0: never)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"generator.checkpoint_every: 0 (never) or a number of steps, got {self.checkpoint_every}")
         if self.arch not in ("primitive", "gmmn"):
             raise ConfigError(f"generator.arch: primitive or gmmn, got {self.arch!r}")
 
@@ -105,9 +109,62 @@ def build_generator(cfg: GeneratorConfig, sem_dim: int, feat_dim: int) -> torch.
     return gen
 
 
+class GeneratorTrainer:
+    """The generator (+ disentangler) and its optimiser; :meth:`step` is one update of
+    L = L_G + λ (L_D + L_A) on a batch of real seen features."""
+
+    def __init__(self, cfg: GeneratorConfig, space: ClassSpace, feat_dim: int) -> None:
+        self.cfg, self.space = cfg, space
+        self.gen = build_generator(cfg, space.emb.shape[1], feat_dim)
+        self.dis = Disentangler(feat_dim, space.emb.shape[1]) if cfg.disentangle else None
+        params = list(self.gen.parameters()) + (list(self.dis.parameters()) if self.dis else [])
+        self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.5, 0.999))
+        self.col = {c: i for i, c in enumerate(space.all_ids)}  # category id -> row of space.emb
+
+    def step(self, real: torch.Tensor, idx: torch.Tensor) -> dict[str, float]:
+        """real (N, D) float32 seen features, idx (N,) their class rows in ``space.emb``.
+        Returns the loss terms of this step."""
+        cfg, emb, gen, dis = self.cfg, self.space.emb, self.gen, self.dis
+        fake = gen(emb[idx])
+        classes = idx.unique()
+        l_g = sum(mmd(real[idx == k], fake[idx == k], cfg.sigmas) for k in classes) / len(classes)
+        loss, terms = l_g, {"mmd": float(l_g.detach())}
+        seen_rel = real
+        if dis is not None:
+            l_dr, seen_rel = dis.losses(real, idx, emb, cfg.tau)
+            l_df, _ = dis.losses(fake, idx, emb, cfg.tau)
+            loss = loss + cfg.lam * (l_dr + l_df)
+            terms["disentangle"] = float((l_dr + l_df).detach())
+        if cfg.align:
+            u_idx = torch.arange(len(self.space.seen_ids), len(emb)).repeat_interleave(cfg.unseen_per_class)
+            u_fake = gen(emb[u_idx])
+            u_rel = dis(u_fake)[0] if dis is not None else u_fake
+            l_a = alignment_loss(seen_rel, emb[idx], u_rel, emb[u_idx], cfg.tau)
+            loss = loss + cfg.lam * l_a
+            terms["align"] = float(l_a.detach())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return terms
+
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.state_dict(), "optimizer": self.opt.state_dict(),
+                "disentangler": self.dis.state_dict() if self.dis is not None else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.load_state_dict(state["generator"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.dis is not None:
+            self.dis.load_state_dict(state["disentangler"])
+
+
 def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddings: str | os.PathLike,
                     out: str | os.PathLike, show_progress: bool = True) -> dict[str, float]:
-    """Train and save ``out`` (generator weights + config + class space). Returns final losses."""
+    """Train and save ``out`` (generator weights + config + class space). Returns final losses.
+
+    With ``cfg.checkpoint_every`` the run's whole state (weights, optimiser, RNGs, step) is
+    saved to ``<out>.last`` that often; a run of the same config on the same store resumes
+    from it and ends with the same weights, bit for bit, as an uninterrupted run."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     store = FeatureStore(seen_store)
@@ -118,47 +175,40 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
     if len(present) < 2:
         raise DataError(f"{seen_store}: fewer than two seen classes have matched features with IoU >= {cfg.min_iou}")
     store.check_finite()
-    D, E = store.dim, space.emb.shape[1]
-    gen = build_generator(cfg, E, D)
-    dis = Disentangler(D, E) if cfg.disentangle else None
-    params = list(gen.parameters()) + (list(dis.parameters()) if dis else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.5, 0.999))
-    col = {c: i for i, c in enumerate(space.all_ids)}
-    n_seen = len(space.seen_ids)
-    batches = store.class_batches(present, cfg.per_class, rng, cfg.min_iou)
+    trainer = GeneratorTrainer(cfg, space, store.dim)
+    batches = store.class_batches(present, cfg.per_class, rng, cfg.min_iou)  # lazy: draws nothing yet
     last: dict[str, float] = {}
-    bar = tqdm(range(cfg.iterations), desc=f"generator[{cfg.arch}]", disable=not show_progress)
-    for _ in bar:
+    resume_path = Path(f"{out}.last")
+    identity = {"config": params_dict(cfg), "store": store.meta.get("checkpoint", ""), "rows": store.num_rows}
+    start = 0
+    if cfg.checkpoint_every and resume_path.exists():
+        ck = torch.load(resume_path, map_location="cpu", weights_only=True)
+        if ck["identity"] == identity:  # otherwise params or features changed since: start afresh
+            trainer.load_state_dict(ck["trainer"])
+            set_rng_state(ck["rng"], rng)
+            start, last = int(ck["step"]), dict(ck["last"])
+    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=f"generator[{cfg.arch}]",
+               disable=not show_progress)
+    for step in bar:
         chosen = rng.choice(len(present), size=min(cfg.classes_per_batch, len(present)), replace=False)
         real_all, lab_all = next(batches)
         keep = np.isin(lab_all, [present[i] for i in chosen])
-        real = torch.from_numpy(real_all[keep])
-        idx = torch.tensor([col[int(c)] for c in lab_all[keep]])
-        fake = gen(space.emb[idx])
-        l_g = sum(mmd(real[idx == k], fake[idx == k], cfg.sigmas) for k in idx.unique()) / len(idx.unique())
-        loss, terms = l_g, {"mmd": float(l_g.detach())}
-        seen_rel = real
-        if dis is not None:
-            l_dr, seen_rel = dis.losses(real, idx, space.emb, cfg.tau)
-            l_df, _ = dis.losses(fake, idx, space.emb, cfg.tau)
-            loss = loss + cfg.lam * (l_dr + l_df)
-            terms["disentangle"] = float((l_dr + l_df).detach())
-        if cfg.align:
-            u_idx = torch.arange(n_seen, len(space.all_ids)).repeat_interleave(cfg.unseen_per_class)
-            u_fake = gen(space.emb[u_idx])
-            u_rel = dis(u_fake)[0] if dis is not None else u_fake
-            l_a = alignment_loss(seen_rel, space.emb[idx], u_rel, space.emb[u_idx], cfg.tau)
-            loss = loss + cfg.lam * l_a
-            terms["align"] = float(l_a.detach())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        idx = torch.tensor([trainer.col[int(c)] for c in lab_all[keep]])
+        terms = trainer.step(torch.from_numpy(real_all[keep]), idx)
         last = {k: 0.9 * last.get(k, v) + 0.1 * v for k, v in terms.items()}
         bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
+        done = step + 1
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+            with atomic_file(resume_path) as tmp:
+                torch.save({"identity": identity, "trainer": trainer.state_dict(), "rng": rng_state(rng),
+                            "step": done, "last": last}, tmp)
+        kill_point(done)
+    gen, D = trainer.gen, store.dim
     state = {"generator": gen.state_dict(), "config": params_dict(cfg), "seen_ids": space.seen_ids,
              "unseen_ids": space.unseen_ids, "emb": space.emb, "feat_dim": D}
-    with atomic_file(out) as tmp:
-        torch.save(state, tmp)
+    with atomic_file(out) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)  # through a file object: the archive folder is "archive/", whatever the file name
+    resume_path.unlink(missing_ok=True)
     return last
 
 
@@ -168,6 +218,11 @@ def load_generator(path: str | os.PathLike) -> tuple[torch.nn.Module, GeneratorC
         ck = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise DataError(f"{path}: generator checkpoint not found") from exc
+    except Exception as exc:  # corrupt or truncated file, or an object weights_only refuses
+        raise DataError(f"{path}: not a readable generator checkpoint: {exc}") from exc
+    for key in ("generator", "config", "seen_ids", "unseen_ids", "emb", "feat_dim"):
+        if not isinstance(ck, dict) or key not in ck:
+            raise DataError(f"{path}: generator checkpoint has no '{key}'")
     cfg = from_dict(GeneratorConfig, ck["config"])
     space = ClassSpace(ck["seen_ids"], ck["unseen_ids"], ck["emb"])
     gen = build_generator(cfg, space.emb.shape[1], ck["feat_dim"])

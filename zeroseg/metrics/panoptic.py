@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from zeroseg.atomic import read_json
-from zeroseg.data.panoptic import Category, PanopticDataset, load_panoptic, read_ids
+from zeroseg.data.panoptic import (MAX_INT64, MAX_SEGMENT_ID, Category, PanopticDataset, _file_name, _int, _require,
+                                   _show, load_panoptic, read_id_png, read_ids)
 from zeroseg.errors import DataError
 from zeroseg.metrics.summary import split_summary
 
@@ -45,6 +46,27 @@ class _DenseIndex:
             return np.take(self.lut, ids)
         finally:
             self.lut[seg_ids] = 0
+
+
+def _is_int(v: Any) -> bool:
+    """An integer from JSON (int) or from in-memory callers (NumPy integers); never a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _segment_ids(segments: list[dict[str, Any]], where: str) -> np.ndarray:
+    """(k,) int64 ids of a segments_info list: each entry an object with an integer 'id' in
+    1..2^24-1 and a 'category_id', no id twice."""
+    ids = []
+    for j, s in enumerate(segments):
+        if not isinstance(s, dict) or "id" not in s or "category_id" not in s:
+            raise DataError(f"{where}[{j}] needs 'id' and 'category_id'")
+        if not _is_int(s["id"]) or not 1 <= s["id"] <= MAX_SEGMENT_ID:
+            raise DataError(f"{where}[{j}].id must be an integer in 1..{MAX_SEGMENT_ID}, got {_show(s['id'])}")
+        ids.append(int(s["id"]))
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"{where}: duplicate segment id(s) {dup[:5]}")
+    return np.array(ids, np.int64)
 
 
 @dataclass
@@ -91,43 +113,52 @@ class PanopticEvaluator:
         self._dense = _DenseIndex()
 
     def add(self, image_id: int, gt_ids: np.ndarray, gt_segments: list[dict[str, Any]],
-            pred_ids: np.ndarray, pred_segments: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """gt_ids, pred_ids: (H, W) segment ids (0 = VOID); segments: their segments_info.
+            pred_ids: np.ndarray, pred_segments: list[dict[str, Any]],
+            gt_source: str | None = None, pred_source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """gt_ids, pred_ids: (H, W) segment ids (0 = VOID); segments: their segments_info;
+        ``gt_source``/``pred_source``: the files they came from, named in errors.
 
         Returns the dense maps (H, W) int16 for GT and prediction: 0 = VOID, i = segment i-1.
         """
+        gsrc = f"{gt_source}: image {image_id}" if gt_source else f"image {image_id}"
+        psrc = f"{pred_source}: image {image_id}" if pred_source else f"image {image_id}"
         if gt_ids.shape != pred_ids.shape:
-            raise DataError(f"image {image_id}: prediction is {pred_ids.shape[1]}x{pred_ids.shape[0]} but ground truth is "
-                            f"{gt_ids.shape[1]}x{gt_ids.shape[0]} (width x height)")
-        for s in pred_segments:
-            if s["category_id"] not in self._cat_pos:
-                raise DataError(f"image {image_id}: predicted segment {s['id']} has unknown category_id {s['category_id']}")
+            raise DataError(f"{psrc}: prediction is {pred_ids.shape[1]}x{pred_ids.shape[0]} but ground truth is "
+                            f"{gt_ids.shape[1]}x{gt_ids.shape[0]} (width x height){'; ground truth: ' + gt_source if gt_source else ''}")
+        g_sid = _segment_ids(gt_segments, f"{gsrc}: ground-truth segments_info")
+        p_sid = _segment_ids(pred_segments, f"{psrc}: predicted segments_info")
+        for j, s in enumerate(pred_segments):
+            if not _is_int(s["category_id"]) or s["category_id"] not in self._cat_pos:
+                raise DataError(f"{psrc}: predicted segment {s['id']} (segments_info[{j}]) has unknown category_id "
+                                f"{_show(s['category_id'])}")
+        for j, s in enumerate(gt_segments):
+            if not _is_int(s["category_id"]) or s["category_id"] not in self._cat_pos:
+                raise DataError(f"{gsrc}: ground-truth segments_info[{j}].category_id {_show(s['category_id'])} is unknown")
         kg, kp = len(gt_segments), len(pred_segments)
-        g_sid = np.array([s["id"] for s in gt_segments], np.int64)
-        p_sid = np.array([s["id"] for s in pred_segments], np.int64)
-        if len(set(p_sid.tolist())) != kp:
-            raise DataError(f"image {image_id}: duplicate segment id in predicted segments_info")
-        g = self._dense(gt_ids, g_sid, f"image {image_id} ground truth")
-        p = self._dense(pred_ids, p_sid, f"image {image_id} prediction")
+        g = self._dense(gt_ids, g_sid, f"{gsrc} ground truth")
+        p = self._dense(pred_ids, p_sid, f"{psrc} prediction")
         # ids present in the PNG but not in segments_info map to 0: tell them from VOID
-        for dense, ids, sids, what in ((g, gt_ids, g_sid, "ground-truth"), (p, pred_ids, p_sid, "predicted")):
+        for dense, ids, src, what in ((g, gt_ids, gsrc, "ground-truth"), (p, pred_ids, psrc, "predicted")):
             unknown_px = np.count_nonzero(dense == 0) - np.count_nonzero(ids == 0)
             if unknown_px:
                 extra = sorted(set(np.unique(ids[(dense == 0) & (ids != 0)]).tolist()))
-                raise DataError(f"image {image_id}: {what} PNG segment id(s) {extra[:5]} are not in segments_info")
+                raise DataError(f"{src}: {what} PNG segment id(s) {extra[:5]} are not in segments_info")
         joint = g.astype(np.int32)
         joint *= kp + 1
         joint += p
         inter = np.bincount(joint.ravel(), minlength=(kg + 1) * (kp + 1)).reshape(kg + 1, kp + 1)
         p_area = inter.sum(0)
-        for what, sids, area in (("predicted", p_sid, p_area[1:]), ("ground-truth", g_sid, inter.sum(1)[1:])):
+        for src, what, sids, area in ((psrc, "predicted", p_sid, p_area[1:]), (gsrc, "ground-truth", g_sid, inter.sum(1)[1:])):
             missing = sids[area == 0].tolist()
             if missing:
-                raise DataError(f"image {image_id}: {what} segments_info id(s) {missing[:5]} are absent from the PNG")
-        try:
-            g_area = np.array([s["area"] for s in gt_segments], np.int64)
-        except KeyError as exc:
-            raise DataError(f"image {image_id}: a ground-truth segments_info entry has no field 'area'") from exc
+                raise DataError(f"{src}: {what} segments_info id(s) {missing[:5]} are absent from the PNG")
+        for j, s in enumerate(gt_segments):
+            if "area" not in s:
+                raise DataError(f"{gsrc}: ground-truth segments_info[{j}] has no field 'area'")
+            if not _is_int(s["area"]) or not 0 <= s["area"] <= MAX_INT64:
+                raise DataError(f"{gsrc}: ground-truth segments_info[{j}].area must be a non-negative integer, "
+                                f"got {_show(s['area'])}")
+        g_area = np.array([s["area"] for s in gt_segments], np.int64)
         g_cat = np.array([self._cat_pos[s["category_id"]] for s in gt_segments], np.int64)
         p_cat = np.array([self._cat_pos[s["category_id"]] for s in pred_segments], np.int64)
         g_crowd = np.array([s.get("iscrowd", 0) == 1 for s in gt_segments], bool)
@@ -192,22 +223,34 @@ class PanopticResult:
 
 
 def load_predictions(pred_json: str | os.PathLike) -> dict[int, dict[str, Any]]:
-    """Prediction JSON (panopticapi format: ``annotations`` suffices) -> image id -> annotation."""
+    """Prediction JSON (panopticapi format: ``annotations`` suffices) -> image id -> annotation.
+    Every field the evaluator reads is checked (type and range); errors name the file and the field."""
     pred_json = Path(pred_json)
     raw = read_json(pred_json, "prediction file")
-    if not isinstance(raw.get("annotations"), list):
+    if not isinstance(raw, dict) or not isinstance(raw.get("annotations"), list):
         raise DataError(f"{pred_json}: top-level field 'annotations' missing or not a list")
     out: dict[int, dict] = {}
     for i, a in enumerate(raw["annotations"]):
         for key in ("image_id", "file_name", "segments_info"):
-            if key not in a:
-                raise DataError(f"{pred_json}: annotations[{i}] has no field '{key}'")
-        if a["image_id"] in out:
-            raise DataError(f"{pred_json}: annotations[{i}]: duplicate image_id {a['image_id']}")
+            _require(a, key, f"annotations[{i}]", pred_json)
+        iid = _int(a, "image_id", f"annotations[{i}]", pred_json, -MAX_INT64 - 1, MAX_INT64)
+        where = f"annotations[{i}] (image {iid})"
+        _file_name(a["file_name"], f"{where}.file_name", pred_json, plain=True)
+        if iid in out:
+            raise DataError(f"{pred_json}: annotations[{i}]: duplicate image_id {iid}")
+        if not isinstance(a["segments_info"], list):
+            raise DataError(f"{pred_json}: {where}.segments_info must be a list, got {_show(a['segments_info'])}")
+        sids: set[int] = set()
         for j, s in enumerate(a["segments_info"]):
-            if "id" not in s or "category_id" not in s:
-                raise DataError(f"{pred_json}: annotations[{i}] (image {a['image_id']}).segments_info[{j}] needs 'id' and 'category_id'")
-        out[a["image_id"]] = a
+            swhere = f"{where}.segments_info[{j}]"
+            if not isinstance(s, dict) or "id" not in s or "category_id" not in s:
+                raise DataError(f"{pred_json}: {swhere} needs 'id' and 'category_id'")
+            sid = _int(s, "id", swhere, pred_json, 1, MAX_SEGMENT_ID)
+            _int(s, "category_id", swhere, pred_json, -MAX_INT64 - 1, MAX_INT64)
+            if sid in sids:
+                raise DataError(f"{pred_json}: {swhere}.id {sid} is duplicated in image {iid}")
+            sids.add(sid)
+        out[iid] = a
     return out
 
 
@@ -219,8 +262,8 @@ def iter_panoptic_pairs(gt: PanopticDataset, gt_dir: str | os.PathLike,
     preds = load_predictions(pred_json)
     for iid, ann in gt.annotations.items():
         if iid not in preds:
-            raise DataError(f"{pred_json}: no prediction for image {iid} ({gt.images[iid]['file_name']})")
-        g = read_ids(Path(gt_dir) / ann["file_name"], "ground-truth", iid)
+            raise DataError(f"{pred_json}: no prediction for image {iid} ({gt.images[iid]['file_name']}) in 'annotations'")
+        g = read_id_png(gt_dir, ann, gt.images[iid], "ground-truth")  # also checked against the JSON's width x height
         p = read_ids(Path(pred_dir) / preds[iid]["file_name"], "prediction", iid)
         yield iid, g, ann["segments_info"], p, preds[iid]["segments_info"], preds[iid]["file_name"]
 
@@ -242,6 +285,7 @@ def pq_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_json: s
     """PQ/SQ/RQ of a prediction folder against a ground-truth folder (COCO panoptic format)."""
     gt = load_panoptic(gt_json)
     ev = PanopticEvaluator(gt.categories, unseen_ids_of(gt.categories, unseen, gt_json))
-    for iid, g, gs, p, ps, _ in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
-        ev.add(iid, g, gs, p, ps)
+    for iid, g, gs, p, ps, name in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
+        ev.add(iid, g, gs, p, ps, gt_source=f"{Path(gt_dir) / gt.annotations[iid]['file_name']} ({gt_json})",
+               pred_source=f"{Path(pred_dir) / name} ({pred_json})")
     return ev.result()

@@ -1,8 +1,9 @@
 """Training/inference data from any COCO panoptic folder: image tensors and per-segment masks.
 
-Crowd segments are not targets (as in Mask2Former's panoptic mapper). Every other segment
-must belong to the model's class list: a segment of another class in the seen training
-split means a leak, and is an error.
+Crowd segments are not targets (as in Mask2Former's panoptic mapper), nor are segments the
+split marked ``"ignore": 1`` (unseen classes under ``split.policy: ignore``: their pixels are
+VOID, like COCO-Stuff's ignore label). Every other segment must belong to the model's class
+list: a segment of another class in the seen training split means a leak, and is an error.
 """
 
 from __future__ import annotations
@@ -80,12 +81,12 @@ class PanopticSegments(torch.utils.data.Dataset):
         return len(self.ids)
 
     def load(self, image_id: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        """(H, W, 3) uint8 image, (n, H, W) bool masks, their segments (non-crowd, in class list)."""
+        """(H, W, 3) uint8 image, (n, H, W) bool masks, their segments (not crowd, not ignore)."""
         image, ann = self.ds.images[image_id], self.ds.annotations[image_id]
         rgb = read_image(self.image_dir, image)
         ids = read_id_png(self.png_dir, ann, image)
         check_ids_match(ids, ann, str(self.png_dir / ann["file_name"]))
-        segs = [s for s in ann["segments_info"] if not s.get("iscrowd", 0)]
+        segs = [s for s in ann["segments_info"] if not s.get("iscrowd", 0) and not s.get("ignore", 0)]
         for s in segs:
             if self.strict and s["category_id"] not in self.index:
                 raise DataError(f"{self.ds.path}: image {image_id} has a segment of category {s['category_id']}, "

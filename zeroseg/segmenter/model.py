@@ -55,6 +55,7 @@ class SegmenterConfig:
     checkpoint_every: int = 200
     workers: int = 0
     seed: int = 0
+    amp: str = "off"  # mixed precision of the forward pass: off | bf16 | fp16 (with a gradient scaler)
 
     def __post_init__(self) -> None:
         if self.backbone_layer_type not in ("basic", "bottleneck"):
@@ -63,6 +64,17 @@ class SegmenterConfig:
             raise ConfigError("segmenter.backbone_depths / backbone_widths: four stages each")
         if self.image_size % 32:
             raise ConfigError(f"segmenter.image_size: a multiple of 32, got {self.image_size}")
+        if self.amp not in AMP_DTYPES:
+            raise ConfigError(f"segmenter.amp: one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
+
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str) -> torch.autocast:
+    """The autocast context of ``amp`` (off | bf16 | fp16) on ``device``'s type (CPU or CUDA)."""
+    dtype = AMP_DTYPES[amp]
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def build_model(cfg: SegmenterConfig, num_classes: int) -> torch.nn.Module:
@@ -119,15 +131,18 @@ def classifier_head(model: torch.nn.Module) -> torch.nn.Linear:
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: SegmenterConfig,
-                    classes: list[dict[str, Any]], step: int, optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Atomic save of weights + config + class list (+ optimiser for resuming); loadable with
-    ``torch.load(weights_only=True)``."""
+                    classes: list[dict[str, Any]], step: int, optimizer: torch.optim.Optimizer | None = None,
+                    resume: dict[str, Any] | None = None) -> None:
+    """Atomic save of weights + config + class list (+ optimiser and the ``resume`` state of an
+    unfinished run: RNG states, gradient scaler, ...); loadable with ``torch.load(weights_only=True)``."""
     state = {"model": model.state_dict(), "config": asdict(cfg), "hf_config": model.config.to_dict(),
              "classes": classes, "step": step}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    if resume is not None:
+        state["resume"] = resume
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)  # through a file object: the archive folder is "archive/", whatever the file name
 
 
 def load_checkpoint(path: str | os.PathLike, expect_classes: list[dict[str, Any]] | None = None) -> dict[str, Any]:

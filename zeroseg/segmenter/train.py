@@ -1,5 +1,10 @@
 """Seen-only segmenter training: AdamW, warmup + poly schedule, dvclive curves, atomic
-checkpoints with config and class list, resume after interruption, DDP through torchrun."""
+checkpoints with config and class list, DDP through torchrun, and exact resume: an
+interrupted single-process run restarted from ``last.pt`` ends with the same weights, bit for
+bit, as an uninterrupted one (weights, optimiser, gradient scaler, every RNG state, the
+sampler's position and the smoothed loss are restored; augmentation is seeded per sample).
+Under DDP only rank 0's RNG state is saved, so a resumed multi-process run is equivalent,
+not bit-identical."""
 
 from __future__ import annotations
 
@@ -14,13 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zeroseg.atomic import write_json
+from zeroseg.atomic import atomic_file, write_json
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.errors import ConfigError
+from zeroseg.resume import kill_point, rng_state, set_rng_state
 from zeroseg.segmenter.data import PanopticSegments, collate, seen_classes
 from zeroseg.segmenter.distributed import all_reduce_mean, setup_distributed, teardown
-from zeroseg.segmenter.model import SegmenterConfig, build_model, load_checkpoint, save_checkpoint
+from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model, load_checkpoint, save_checkpoint
 
 
 class ShardedInfiniteSampler(torch.utils.data.Sampler):
@@ -63,11 +69,35 @@ class TrainResult:
     resumed_from: int
 
 
+def trim_curves(live_dir: Path, start: int) -> None:
+    """Drop the dvclive curve rows of steps >= ``start`` (logged after the checkpoint an
+    interrupted run resumes from), so the resumed run's curves equal an uninterrupted run's."""
+    for tsv in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
+        lines = tsv.read_text().splitlines(keepends=True)
+        keep = lines[:1] + [line for line in lines[1:] if int(line.split("\t", 1)[0]) < start]
+        if len(keep) != len(lines):
+            with atomic_file(tsv) as tmp:
+                tmp.write_text("".join(keep))
+
+
 def lr_factor(step: int, cfg: SegmenterConfig) -> float:
     """Linear warmup, then poly decay (power 0.9) to zero at ``cfg.iterations``."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
     return max(0.0, 1 - step / cfg.iterations) ** 0.9
+
+
+def training_loss(model: torch.nn.Module, batch: dict, device: torch.device, amp: str = "off") -> torch.Tensor:
+    """Mask2Former's loss of one collated batch. The forward pass runs under ``amp`` autocast;
+    the Hungarian matcher and the losses run in float32 (Mask2Former disables autocast there)."""
+    with autocast(device, amp):
+        out = model(pixel_values=batch["pixel_values"].to(device), output_auxiliary_logits=True)
+    net = _unwrap(model)
+    aux = [{k: v.float() for k, v in a.items()} for a in out.auxiliary_logits]
+    loss_dict = net.get_loss_dict(out.masks_queries_logits.float(), out.class_queries_logits.float(),
+                                  [m.to(device) for m in batch["mask_labels"]],
+                                  [c.to(device) for c in batch["class_labels"]], aux)
+    return net.get_loss(loss_dict)
 
 
 def train_segmenter(cfg: SegmenterConfig, seen_json: str | os.PathLike, image_dir: str | os.PathLike,
@@ -99,7 +129,8 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
 
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"
-    start = 0
+    start, resume = 0, None
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")  # fp16 gradients need loss scaling
     if last.exists():
         ck = load_checkpoint(last)
         same_run = from_dict(SegmenterConfig, ck["config"]) == cfg and [c["id"] for c in ck["classes"]] == [c["id"] for c in classes]
@@ -107,7 +138,9 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
             model.load_state_dict(ck["model"])
             if "optimizer" in ck:
                 opt.load_state_dict(ck["optimizer"])
-            start = int(ck["step"])
+            start, resume = int(ck["step"]), ck.get("resume")
+            if resume is not None and resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
     resumed_from = start
     if ctx.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
@@ -120,30 +153,33 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
     if ctx.is_main and live_dir is not None:
         from dvclive import Live
 
+        if start > 0:
+            trim_curves(Path(live_dir), start)
         try:
             live = Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None, report=None)
         except Exception as exc:  # dvclive needs a git repo with a commit; training does not
             print(f"warning: dvclive curves disabled ({exc})", file=sys.stderr)
     model.train()
     loss_avg = float("nan")
-    it = iter(loader)
+    it = iter(loader)  # (with workers, this draws their base seed from the torch RNG: before the restore below)
+    if resume is not None:
+        set_rng_state(resume["rng"])
+        loss_avg = float(resume["loss_avg"])
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="segmenter",
                disable=not (ctx.is_main and show_progress))
     for step in bar:
         for g, base in zip(opt.param_groups, base_lrs):
             g["lr"] = base * lr_factor(step, cfg)
-        batch = next(it)
-        out = model(pixel_values=batch["pixel_values"].to(ctx.device),
-                    mask_labels=[m.to(ctx.device) for m in batch["mask_labels"]],
-                    class_labels=[c.to(ctx.device) for c in batch["class_labels"]])
-        loss = out.loss
+        loss = training_loss(model, next(it), ctx.device, cfg.amp)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"segmenter loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         lv = float(all_reduce_mean(loss.detach(), ctx))
         loss_avg = lv if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * lv
         bar.set_postfix(loss=f"{loss_avg:.2f}")
@@ -155,7 +191,9 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
             live.next_step()
         done = step + 1
         if ctx.is_main and (done % cfg.checkpoint_every == 0 and done < cfg.iterations):
-            save_checkpoint(last, _unwrap(model), cfg, classes, done, opt)
+            save_checkpoint(last, _unwrap(model), cfg, classes, done, opt,
+                            {"rng": rng_state(), "scaler": scaler.state_dict(), "loss_avg": loss_avg})
+        kill_point(done)
     if live is not None:
         live.end()
     final = out_dir / "model.pt"

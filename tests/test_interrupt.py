@@ -1,0 +1,347 @@
+"""Interrupt safety of every pipeline stage that writes (issue 18, item 2).
+
+Each test runs a stage's script in a process of its own — the `cmd` of dvc.yaml (prepare: of
+pipelines/coco-pipeline.yaml) — in a tmp working folder with a params.yaml and tiny inputs
+(synth, prepare, split: a fresh `python SCRIPT ARGS`; the torch stages: a child forked from
+a server that has done their imports once, see FORK_SERVER):
+
+1. uninterrupted, from a clean folder: the reference outputs and the folder's listing;
+2. the declared outputs are replaced by a stand-in "previous complete version";
+3. killed with SIGKILL in the middle of its writes, for a couple of N: the test hook
+   ``ZEROSEG_TEST_KILL_AFTER_WRITES=N`` (zeroseg/atomic.py) makes the process kill itself
+   after the N-th file or chunk written into a temporary location; afterwards every
+   declared output must be absent or exactly the previous version (no partial output, no
+   new output beside a previous one). The second kill also starts from what the first left;
+4. re-run uninterrupted: the outputs are byte-identical to the reference (Zarr chunks,
+   Parquet, PNG and torch files included: none differs legitimately) and the folder holds
+   exactly what the clean run left (the killed runs' temporaries are gone).
+
+The segmenter's own training is covered elsewhere (exact resume); embed and train_generator
+write one file each through the same zeroseg.atomic.atomic_file as retrain_classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from tests.conftest import ROOT, read_json, subprocess_env
+from tests.test_generator import SMALL, _emb
+from tests.test_segmenter import TINY
+from zeroseg.atomic import KILL_AFTER_WRITES
+
+ROOT_STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+COCO_STAGES = yaml.safe_load((ROOT / "pipelines" / "coco-pipeline.yaml").read_text())["stages"]
+ROW, SEED = "pading", 0  # the matrix item the per-row stages are run for
+
+PARAMS = {
+    "synth": {"seed": 0, "image_size": 32, "train_images": 4, "val_images": 2},
+    "split": {"unseen": "synth-default"},
+    "dump": {"batch_size": 4, "dtype": "float32", "chunk_rows": 32},
+    "synthesize": {"per_class": 8},
+    "classifier": {"epochs": 2, "batch_size": 64, "min_iou": 0.0},
+    "inference": {"object_threshold": 0.5},
+    "report": {"tsne_per_class": 5, "overlays": 2},
+    "seeds": [SEED],
+    "heads": ["projection", ROW],
+}
+
+
+def stage_command(name: str, stages: dict = ROOT_STAGES, **subst: str) -> tuple[list[str], list[str]]:
+    """(argv, declared outputs: outs, metrics and plots) of stage ``name``, ``${...}`` replaced."""
+    body = stages[name].get("do", stages[name])
+
+    def expand(s: str) -> str:
+        for k, v in subst.items():
+            s = s.replace("${" + k + "}", str(v))
+        assert "${" not in s, f"{name}: unreplaced variable in {s!r}"
+        return s
+
+    argv = shlex.split(expand(body["cmd"]))
+    assert argv[0] == "python"
+    outs = [expand(next(iter(o)) if isinstance(o, dict) else o) for kind in ("outs", "metrics", "plots")
+            for o in body.get(kind, [])]
+    return [sys.executable] + argv[1:], outs
+
+
+# ---- the inputs every stage reads, built once in-process --------------------------------
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_synth) -> Path:
+    """The root pipeline's data/ and metrics/ layout (dvc.yaml paths), tiny: the benchmark of
+    conftest's tiny_synth, an untrained TINY segmenter, its dumps, random class embeddings, a 5-step
+    generator, its synthetic store, projection + PADing heads and their scores."""
+    from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
+    from zeroseg.features.dump import DumpConfig, dump_features
+    from zeroseg.features.store import FeatureStore
+    from zeroseg.generator.classifier import ClassifierConfig, load_head, retrain_classifier
+    from zeroseg.generator.synthesize import SynthesizeConfig, synthesize_store
+    from zeroseg.generator.train import GeneratorConfig, train_generator
+    from zeroseg.data.panoptic import load_panoptic
+    from zeroseg.segmenter.data import seen_classes
+    from zeroseg.segmenter.model import SegmenterConfig, build_model, save_checkpoint
+    from zeroseg.split import split_dataset
+
+    w = tmp_path_factory.mktemp("world")
+    (w / "data").mkdir()
+    os.symlink(tiny_synth, w / "data/synth")
+    ann = w / "data/synth/annotations"
+    split = split_dataset(ann / "panoptic_train.json", "synth-default", w / "data/split")
+    ck = w / "data/segmenter/model.pt"  # untrained (its training is tested elsewhere): the stages only read it
+    classes = seen_classes(load_panoptic(split.seen_json))
+    torch.manual_seed(0)
+    save_checkpoint(ck, build_model(SegmenterConfig(**TINY), len(classes)), SegmenterConfig(**TINY), classes, 0)
+    dump_features(ck, split.seen_json, w / "data/synth/train", w / "data/features/train_seen", DumpConfig(batch_size=8),
+                  ann / "panoptic_train", show_progress=False)
+    dump_features(ck, ann / "panoptic_val.json", w / "data/synth/val", w / "data/features/val", DumpConfig(batch_size=8),
+                  ann / "panoptic_val", keep_masks=True, show_progress=False)
+    rows = [(c["id"], c["split"]) for c in read_json(split.all_json)["categories"]]
+    (w / "data/embed").mkdir()
+    emb = _emb(w / "data/embed", rows).rename(w / "data/embed/classes.parquet")
+    gen = w / f"data/generators/{ROW}-s{SEED}.pt"
+    train_generator(GeneratorConfig(**SMALL, min_iou=0.0), w / "data/features/train_seen", emb, gen, show_progress=False)
+    synthesize_store(gen, SynthesizeConfig(per_class=8, seed=SEED), w / f"data/synthetic/{ROW}-s{SEED}")
+    ccfg = ClassifierConfig(epochs=1, batch_size=64, min_iou=0.0, seed=SEED)
+    unseen = unseen_from_split(split.all_json)
+    for row in ("projection", ROW):
+        head = w / f"data/heads/{row}-s{SEED}.pt"
+        retrain_classifier(ccfg, ck, w / "data/features/train_seen", emb, split.all_json, head,
+                           None if row == "projection" else w / f"data/synthetic/{ROW}-s{SEED}", row == "projection")
+        flat, table = evaluate_head(FeatureStore(w / "data/features/val"), load_head(head), ann / "panoptic_val.json",
+                                    ann / "panoptic_val", unseen, InferenceConfig())
+        (w / "metrics/rows").mkdir(parents=True, exist_ok=True)
+        (w / f"metrics/rows/{row}-s{SEED}.json").write_text(json.dumps(flat))
+        (w / "data/per_class").mkdir(exist_ok=True)
+        pd.DataFrame(table).to_parquet(w / f"data/per_class/{row}-s{SEED}.parquet", index=False)
+    return w
+
+
+def workdir(tmp_path: Path, world: Path | None, inputs: list[str], params: dict = PARAMS) -> Path:
+    """A pipeline folder: params.yaml, stages/ and the ``inputs`` (links into ``world``)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    os.symlink(ROOT / "stages", work / "stages")
+    for rel in inputs:
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(world / rel, work / rel)
+    return work
+
+
+# ---- run, kill, compare -----------------------------------------------------------------
+
+def snapshot(path: Path):
+    """None (absent), the bytes of a file, or {relative path: bytes | None} of a folder (hidden
+    entries included: a temporary inside a finished output is a partial output)."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_file():
+        return path.read_bytes()
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for d in dirnames:
+            out[os.path.relpath(Path(dirpath, d), path)] = None
+        for f in filenames:
+            out[os.path.relpath(Path(dirpath, f), path)] = Path(dirpath, f).read_bytes()
+    return out
+
+
+def listing(work: Path) -> list[str]:
+    """Every path under ``work`` (links to inputs not followed)."""
+    return sorted(os.path.relpath(Path(d, n), work) for d, dirs, files in os.walk(work) for n in dirs + files)
+
+
+def make_previous(path: Path) -> None:
+    """A stand-in "previous complete version" of an output, told apart from any new one."""
+    if path.is_dir():
+        shutil.rmtree(path)
+        path.mkdir()
+        (path / "PREVIOUS").write_text("the previous version\n")
+    else:
+        path.write_text("the previous version\n")
+
+
+def stage_env(kill_after: int | None = None) -> dict[str, str]:
+    env = subprocess_env()
+    env.pop(KILL_AFTER_WRITES, None)
+    if kill_after is not None:
+        env[KILL_AFTER_WRITES] = str(kill_after)
+    return env
+
+
+def run_fresh(argv: list[str], work: Path, kill_after: int | None = None) -> tuple[int, str]:
+    """The stage in a fresh interpreter: (return code, -9 when SIGKILLed; its output)."""
+    r = subprocess.run(argv, cwd=work, env=stage_env(kill_after), capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout + r.stderr
+
+
+#: A process that imports what the torch stages import, once, then forks one child per run:
+#: the child takes the run's folder, environment and argv and runs the stage script as
+#: __main__ (what `python SCRIPT ARGS` does), so a SIGKILL ends a process of its own exactly as
+#: it would the command of dvc.yaml; a fresh interpreter would pay 3-6 s of imports per run.
+FORK_SERVER = r"""
+import json, os, runpy, signal, sys, traceback
+for m in sys.argv[1:]:
+    __import__(m)
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(300)
+            os.chdir(job["cwd"])
+            os.environ.clear()
+            os.environ.update(job["env"])
+            fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.argv = job["argv"][1:]
+            sys.path[0] = os.path.dirname(os.path.realpath(sys.argv[0]))
+            try:
+                runpy.run_path(sys.argv[0], run_name="__main__")
+                code = 0
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), flush=True)
+"""
+PRELOAD = ("zeroseg.stage", "zeroseg.features.dump", "zeroseg.generator.classifier", "zeroseg.generator.synthesize",
+           "zeroseg.evaluate.heads", "zeroseg.segmenter.model", "zeroseg.report", "sklearn.manifold", "pandas",
+           "pyarrow.parquet", "transformers.models.mask2former.modeling_mask2former",
+           "transformers.models.resnet.modeling_resnet")  # transformers imports its models lazily
+
+
+@pytest.fixture(scope="module")
+def run_forked(tmp_path_factory):
+    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER, *PRELOAD], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=stage_env(), cwd=ROOT)
+    logs = tmp_path_factory.mktemp("logs")
+    count = iter(range(10**6))
+
+    def run(argv: list[str], work: Path, kill_after: int | None = None) -> tuple[int, str]:
+        log = logs / f"{next(count)}.log"
+        server.stdin.write(json.dumps({"argv": argv, "cwd": str(work), "env": stage_env(kill_after),
+                                       "log": str(log)}) + "\n")
+        server.stdin.flush()
+        rc = server.stdout.readline()
+        assert rc, "the fork server died"
+        return int(rc), log.read_text() if log.exists() else ""
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)
+
+
+def check_interrupts(run, work: Path, argv: list[str], outs: list[str], kills: tuple[int, ...]) -> None:
+    """``run``: :func:`run_fresh` or the fork server's ``run_forked``."""
+    rc, log = run(argv, work)
+    assert rc == 0, log[-3000:]
+    new = {o: snapshot(work / o) for o in outs}
+    assert all(v is not None for v in new.values()), new.keys()
+    clean = listing(work)
+    for o in outs:
+        make_previous(work / o)
+    previous = {o: snapshot(work / o) for o in outs}
+    for n in kills:
+        rc, log = run(argv, work, kill_after=n)
+        assert rc == -signal.SIGKILL, f"not killed at write {n} (rc {rc}): {log[-3000:]}"
+        for o in outs:
+            state = snapshot(work / o)
+            assert state is None or state == previous[o], (
+                f"{o} after a kill at write {n}: "
+                + ("the NEW version beside previous ones" if state == new[o] else "a partial version"))
+    rc, log = run(argv, work)
+    assert rc == 0, log[-3000:]
+    for o in outs:
+        assert snapshot(work / o) == new[o], f"{o}: re-run after the kills differs from the uninterrupted run"
+    assert listing(work) == clean, f"left behind: {sorted(set(listing(work)) - set(clean))}"
+
+
+# ---- the stages --------------------------------------------------------------------------
+
+def test_synth(tmp_path):
+    """6 images; kills after the 2nd image and after everything is written (before the rename)."""
+    argv, outs = stage_command("synth")
+    check_interrupts(run_fresh, workdir(tmp_path, None, []), argv, outs, kills=(2, 9))
+
+
+def test_prepare(tmp_path, tiny_synth):
+    """COCO pipelines' prepare, format panoptic, on the tiny benchmark in COCO's layout (no
+    ../shared needed): kills after the val JSON and after the folder is complete, before the metric."""
+    argv, outs = stage_command("prepare", COCO_STAGES, repo=ROOT)
+    ann = tiny_synth / "annotations"
+    params = {"prepare": {"format": "panoptic", "train_annotations": str(ann / "panoptic_train.json"),
+                          "val_annotations": str(ann / "panoptic_val.json"), "train_images": str(tiny_synth / "train"),
+                          "val_images": str(tiny_synth / "val")}}
+    assert outs == ["data/coco", "metrics/prepare.json"]
+    check_interrupts(run_fresh, workdir(tmp_path, None, [], params), argv, outs, kills=(2, 6))
+
+
+@pytest.mark.parametrize("kill", [
+    2,  # the unseen JSON written, in the temporary folder
+    5,  # the split complete, its metric not yet: both are committed together (zeroseg.atomic.atomic_outputs)
+])
+def test_split(tmp_path, world, kill):
+    argv, outs = stage_command("split")
+    check_interrupts(run_fresh, workdir(tmp_path, world, ["data/synth"]), argv, outs, kills=(kill,))
+
+
+def test_dump_features(tmp_path, world, run_forked):
+    """The val dump (masks kept): 3 chunks of 32 rows; kills after the 2nd chunk and after the
+    store is complete under its temporary name."""
+    item = ROOT_STAGES["dump_features"]["foreach"]["val"]
+    argv, outs = stage_command("dump_features", key="val", **{f"item.{k}": v for k, v in item.items()})
+    work = workdir(tmp_path, world, ["data/synth", "data/split", "data/segmenter/model.pt"])
+    check_interrupts(run_forked, work, argv, outs, kills=(2, 7))
+
+
+def test_synthesize(tmp_path, world, run_forked):
+    argv, outs = stage_command("synthesize", **{"item.row": ROW, "item.seed": SEED})
+    work = workdir(tmp_path, world, [f"data/generators/{ROW}-s{SEED}.pt"])
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 5))
+
+
+def test_retrain_classifier(tmp_path, world, run_forked):
+    """One write (the head): killed after it is written, before its rename."""
+    argv, outs = stage_command("retrain_classifier", **{"item.row": ROW, "item.seed": SEED})
+    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/train_seen", "data/embed/classes.parquet",
+                                     "data/split", f"data/synthetic/{ROW}-s{SEED}"])
+    check_interrupts(run_forked, work, argv, outs, kills=(1,))
+
+
+def test_evaluate(tmp_path, world, run_forked):
+    """Two outputs that report reads together: kills after the table and after the metric."""
+    argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
+    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/synth", "data/split"])
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
+
+
+def test_report(tmp_path, world, run_forked):
+    """Seven outputs (four pictures, the markdown, two JSONs): kills after the t-SNE picture and
+    after every output is written, before the commit."""
+    argv, outs = stage_command("report")
+    work = workdir(tmp_path, world, ["metrics/rows", "data/per_class", "data/heads", "data/synthetic",
+                                     "data/features/train_seen", "data/features/val", "data/synth", "data/split"])
+    assert len(outs) == 7
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 7))
