@@ -146,6 +146,22 @@ def test_prepare_panoptic_copies_and_derives_instances(coco_mini, tmp_path):
     assert len(inst["categories"]) == 80 and all(a["id"] for a in inst["annotations"])
 
 
+def test_prepare_val_limit_keeps_the_first_images(coco_mini, tmp_path):
+    """prepare.val_limit (the smoke pipelines' CI budget): the N lowest image ids, their PNGs and instances only."""
+    images = str(COCO_MINI / "train2017")
+    res = prepare_coco(PrepareConfig("panoptic", str(COCO_JSON), str(COCO_JSON), images, images, val_limit=7),
+                       tmp_path / "out")
+    assert res.metrics() == {"train_images": 100, "val_images": 7, "classes": 133}
+    val = json.loads((tmp_path / "out/panoptic_val.json").read_text())
+    first = sorted(im["id"] for im in json.loads(COCO_JSON.read_text())["images"])[:7]
+    assert sorted(im["id"] for im in val["images"]) == sorted(a["image_id"] for a in val["annotations"]) == first
+    assert sorted(p.name for p in (tmp_path / "out/panoptic_val").glob("*.png")) == sorted(a["file_name"] for a in val["annotations"])
+    inst = json.loads((tmp_path / "out/instances_val.json").read_text())
+    assert {a["image_id"] for a in inst["annotations"]} <= set(first) and len(inst["images"]) == 7
+    with pytest.raises(ConfigError, match="prepare.val_limit"):
+        PrepareConfig("panoptic", "a", "a", "a", "a", val_limit=-1)
+
+
 def test_prepare_keeps_only_a_splits_classes(coco_mini, tmp_path):
     panoptic_to_instances(COCO_JSON, tmp_path / "inst.json")
     images = str(COCO_MINI / "train2017")

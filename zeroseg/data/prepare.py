@@ -42,8 +42,11 @@ class PrepareConfig:
     val_images: str = ""
     classes: str = ""  # "" = every class of the files; a preset (coco-zsi-48-17) keeps only its classes
     workers: int = 1  # processes for the label-map conversion
+    val_limit: int = 0  # keep only the first N validation images (by id) for quick checks; 0 = all (the protocol)
 
     def __post_init__(self) -> None:
+        if self.val_limit < 0:
+            raise ConfigError(f"prepare.val_limit: 0 (every image) or a number of images, got {self.val_limit}")
         if self.format not in FORMATS:
             raise ConfigError(f"prepare.format: one of {', '.join(FORMATS)}, got {self.format!r}")
         for key in ("train_annotations", "val_annotations", "train_images", "val_images"):
@@ -110,6 +113,22 @@ def _one_split(cfg: PrepareConfig, src: str, tmp: Path, part: str) -> tuple[dict
     return instances_to_panoptic(raw, kept, png_out), filter_instances(raw, kept)
 
 
+def _first_images(panoptic: dict[str, Any], instances: dict[str, Any] | None, n: int,
+                  png_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The panoptic (and instances) dicts restricted to the ``n`` lowest image ids; the other
+    images' segment PNGs are removed from ``png_dir``."""
+    keep = set(sorted(im["id"] for im in panoptic["images"])[:n])
+    for a in panoptic["annotations"]:
+        if a["image_id"] not in keep:
+            (png_dir / a["file_name"]).unlink(missing_ok=True)
+    panoptic = dict(panoptic, images=[im for im in panoptic["images"] if im["id"] in keep],
+                    annotations=[a for a in panoptic["annotations"] if a["image_id"] in keep])
+    if instances is not None:
+        instances = dict(instances, images=[im for im in instances["images"] if im["id"] in keep],
+                         annotations=[a for a in instances["annotations"] if a["image_id"] in keep])
+    return panoptic, instances
+
+
 def prepare_coco(cfg: PrepareConfig, out: str | os.PathLike) -> PrepareResult:
     """Convert and check the official files named by ``cfg`` into ``out`` (all or nothing)."""
     out = Path(out)
@@ -120,6 +139,8 @@ def prepare_coco(cfg: PrepareConfig, out: str | os.PathLike) -> PrepareResult:
             if not Path(ann).exists():
                 raise ConfigError(f"prepare.{part}_annotations: {ann} not found")
             panoptic, instances = _one_split(cfg, ann, tmp, part)
+            if part == "val" and cfg.val_limit:
+                panoptic, instances = _first_images(panoptic, instances, cfg.val_limit, tmp / "panoptic_val")
             check_images(panoptic, images, ann)
             write_json(tmp / f"panoptic_{part}.json", panoptic, indent=None)
             if part == "val":
