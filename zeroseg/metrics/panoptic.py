@@ -127,13 +127,11 @@ class PanopticEvaluator:
                             f"{gt_ids.shape[1]}x{gt_ids.shape[0]} (width x height){'; ground truth: ' + gt_source if gt_source else ''}")
         g_sid = _segment_ids(gt_segments, f"{gsrc}: ground-truth segments_info")
         p_sid = _segment_ids(pred_segments, f"{psrc}: predicted segments_info")
-        for j, s in enumerate(pred_segments):
-            if not _is_int(s["category_id"]) or s["category_id"] not in self._cat_pos:
-                raise DataError(f"{psrc}: predicted segment {s['id']} (segments_info[{j}]) has unknown category_id "
-                                f"{_show(s['category_id'])}")
-        for j, s in enumerate(gt_segments):
-            if not _is_int(s["category_id"]) or s["category_id"] not in self._cat_pos:
-                raise DataError(f"{gsrc}: ground-truth segments_info[{j}].category_id {_show(s['category_id'])} is unknown")
+        for src, what, segments in ((psrc, "predicted", pred_segments), (gsrc, "ground-truth", gt_segments)):
+            for j, s in enumerate(segments):
+                if not _is_int(s["category_id"]) or s["category_id"] not in self._cat_pos:
+                    raise DataError(f"{src}: {what} segment {s['id']} (segments_info[{j}]) has unknown category_id "
+                                    f"{_show(s['category_id'])}")
         kg, kp = len(gt_segments), len(pred_segments)
         g = self._dense(gt_ids, g_sid, f"{gsrc} ground truth")
         p = self._dense(pred_ids, p_sid, f"{psrc} prediction")
@@ -240,16 +238,9 @@ def load_predictions(pred_json: str | os.PathLike) -> dict[int, dict[str, Any]]:
             raise DataError(f"{pred_json}: annotations[{i}]: duplicate image_id {iid}")
         if not isinstance(a["segments_info"], list):
             raise DataError(f"{pred_json}: {where}.segments_info must be a list, got {_show(a['segments_info'])}")
-        sids: set[int] = set()
+        _segment_ids(a["segments_info"], f"{pred_json}: {where}.segments_info")
         for j, s in enumerate(a["segments_info"]):
-            swhere = f"{where}.segments_info[{j}]"
-            if not isinstance(s, dict) or "id" not in s or "category_id" not in s:
-                raise DataError(f"{pred_json}: {swhere} needs 'id' and 'category_id'")
-            sid = _int(s, "id", swhere, pred_json, 1, MAX_SEGMENT_ID)
-            _int(s, "category_id", swhere, pred_json, -MAX_INT64 - 1, MAX_INT64)
-            if sid in sids:
-                raise DataError(f"{pred_json}: {swhere}.id {sid} is duplicated in image {iid}")
-            sids.add(sid)
+            _int(s, "category_id", f"{where}.segments_info[{j}]", pred_json, -MAX_INT64 - 1, MAX_INT64)
         out[iid] = a
     return out
 
