@@ -30,7 +30,7 @@ from zeroseg.config import load_section
 from zeroseg.features.dump import match_image
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
 from zeroseg.generator.train import ClassSpace, GeneratorConfig, GeneratorTrainer
-from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model
+from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model, query_features
 
 PARAMS = Path(__file__).resolve().parents[1] / "pipelines" / "coco-panoptic" / "params.yaml"
 N_SEEN, N_UNSEEN, QUERIES, DIM, SWEEP_STEPS, COCO_ROWS = 119, 14, 100, 256, 20_000, 45_617 * 100
@@ -50,7 +50,7 @@ def online_step(model, trainer, device, amp, images, gts) -> int:
     """Segmenter forward on the batch + matching + one generator step; returns the matched rows."""
     with torch.no_grad(), autocast(device, amp):
         out = model(pixel_values=images.to(device))
-    feats = out.transformer_decoder_last_hidden_state.float().cpu()
+    feats = query_features(model, out).float().cpu()
     cls, masks = out.class_queries_logits.float().cpu(), out.masks_queries_logits.float().cpu()
     S = images.shape[-1]
     real, idx = [], []

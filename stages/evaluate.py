@@ -1,8 +1,9 @@
 """Stage evaluate: ONE model (segmenter masks + a class head) scored on all three tasks on the
-stored validation features and masks (params section `inference`).
+stored validation features and masks (params section `inference`), and the head's seen–unseen
+PQ curve over the seen offset γ with its area (ausuc, in the metrics).
 
 cmd: python stages/evaluate.py HEAD VAL_STORE GT_JSON GT_DIR SPLIT_ALL_JSON METRICS_JSON PER_CLASS_PARQUET
-       [--instances-gt INSTANCES_JSON]
+       CURVE_PARQUET [--instances-gt INSTANCES_JSON]
 """
 
 import argparse
@@ -11,6 +12,7 @@ import pandas as pd
 
 from zeroseg import stage
 from zeroseg.atomic import atomic_outputs, json_text
+from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
 from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
 from zeroseg.features.store import FeatureStore
 from zeroseg.generator.classifier import load_head
@@ -18,15 +20,21 @@ from zeroseg.generator.classifier import load_head
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    for name in ("head", "val_store", "gt_json", "gt_dir", "split_all_json", "metrics_json", "per_class"):
+    for name in ("head", "val_store", "gt_json", "gt_dir", "split_all_json", "metrics_json", "per_class", "curve"):
         ap.add_argument(name)
     ap.add_argument("--instances-gt", help="COCO instances JSON for mAP/R@100 (default: the panoptic things)")
     a = ap.parse_args()
-    flat, table = evaluate_head(FeatureStore(a.val_store), load_head(a.head), a.gt_json, a.gt_dir,
-                                unseen_from_split(a.split_all_json), stage.section("inference", InferenceConfig), a.instances_gt)
-    with atomic_outputs() as outs:  # both or neither: report reads them together; the metric last
+    cfg, store, head = stage.section("inference", InferenceConfig), FeatureStore(a.val_store), load_head(a.head)
+    unseen = unseen_from_split(a.split_all_json)
+    flat, table = evaluate_head(store, head, a.gt_json, a.gt_dir, unseen, cfg, a.instances_gt)
+    curve = seen_unseen_curve(store, head, a.gt_json, a.gt_dir, unseen, cfg.object_threshold, cfg.overlap_threshold,
+                              cfg.curve_points, include=(cfg.seen_offset,))
+    flat.update(curve_metrics(curve))
+    with atomic_outputs() as outs:  # all or none: report reads them together; the metric last
         with outs.file(a.per_class) as tmp:
             pd.DataFrame(table).to_parquet(tmp, index=False)
+        with outs.file(a.curve) as tmp:
+            curve.to_parquet(tmp, index=False)
         with outs.file(a.metrics_json) as tmp:
             tmp.write_text(json_text(flat))
 

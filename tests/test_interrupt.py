@@ -51,10 +51,12 @@ PARAMS = {
     "dump": {"batch_size": 4, "dtype": "float32", "chunk_rows": 32},
     "synthesize": {"per_class": 8},
     "classifier": {"epochs": 2, "batch_size": 64, "min_iou": 0.0},
-    "inference": {"object_threshold": 0.5},
+    "inference": {"object_threshold": 0.5, "curve_points": 4},
+    "fidelity": {"min_iou": 0.0, "max_per_class": 20, "mmd_samples": 10},
     "report": {"tsne_per_class": 5, "overlays": 2},
     "seeds": [SEED],
     "heads": ["projection", ROW],
+    "generators": {ROW: "arch=primitive align=true disentangle=true"},
 }
 
 
@@ -82,6 +84,8 @@ def world(tmp_path_factory, tiny_synth) -> Path:
     """The root pipeline's data/ and metrics/ layout (dvc.yaml paths), tiny: the benchmark of
     conftest's tiny_synth, an untrained TINY segmenter, its dumps, random class embeddings, a 5-step
     generator, its synthetic store, projection + PADing heads and their scores."""
+    from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
+    from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
     from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
     from zeroseg.features.dump import DumpConfig, dump_features
     from zeroseg.features.store import FeatureStore
@@ -104,6 +108,8 @@ def world(tmp_path_factory, tiny_synth) -> Path:
     save_checkpoint(ck, build_model(SegmenterConfig(**TINY), len(classes)), SegmenterConfig(**TINY), classes, 0)
     dump_features(ck, split.seen_json, w / "data/synth/train", w / "data/features/train_seen", DumpConfig(batch_size=8),
                   ann / "panoptic_train", show_progress=False)
+    dump_features(ck, split.unseen_json, w / "data/synth/train", w / "data/features/train_unseen", DumpConfig(batch_size=8),
+                  ann / "panoptic_train", show_progress=False)
     dump_features(ck, ann / "panoptic_val.json", w / "data/synth/val", w / "data/features/val", DumpConfig(batch_size=8),
                   ann / "panoptic_val", keep_masks=True, show_progress=False)
     rows = [(c["id"], c["split"]) for c in read_json(split.all_json)["categories"]]
@@ -120,10 +126,19 @@ def world(tmp_path_factory, tiny_synth) -> Path:
                            None if row == "projection" else w / f"data/synthetic/{ROW}-s{SEED}", row == "projection")
         flat, table = evaluate_head(FeatureStore(w / "data/features/val"), load_head(head), ann / "panoptic_val.json",
                                     ann / "panoptic_val", unseen, InferenceConfig())
-        (w / "metrics/rows").mkdir(parents=True, exist_ok=True)
+        curve = seen_unseen_curve(FeatureStore(w / "data/features/val"), load_head(head), ann / "panoptic_val.json",
+                                  ann / "panoptic_val", unseen, points=4)
+        flat.update(curve_metrics(curve))
+        for sub in ("metrics/rows", "data/per_class", "data/curves", "metrics/fidelity", "data/fidelity"):
+            (w / sub).mkdir(parents=True, exist_ok=True)
         (w / f"metrics/rows/{row}-s{SEED}.json").write_text(json.dumps(flat))
-        (w / "data/per_class").mkdir(exist_ok=True)
         pd.DataFrame(table).to_parquet(w / f"data/per_class/{row}-s{SEED}.parquet", index=False)
+        curve.to_parquet(w / f"data/curves/{row}-s{SEED}.parquet", index=False)
+    fid, fid_table = generator_fidelity(FidelityConfig(min_iou=0.0, max_per_class=20, mmd_samples=10),
+                                        w / "data/features/train_seen", w / "data/features/train_unseen",
+                                        w / f"data/synthetic/{ROW}-s{SEED}", load_head(w / f"data/heads/{ROW}-s{SEED}.pt"))
+    (w / f"metrics/fidelity/{ROW}-s{SEED}.json").write_text(json.dumps(fid))
+    fid_table.to_parquet(w / f"data/fidelity/{ROW}-s{SEED}.parquet", index=False)
     return w
 
 
@@ -227,7 +242,7 @@ for line in sys.stdin:
     print(os.waitstatus_to_exitcode(status), flush=True)
 """
 PRELOAD = ("zeroseg.stage", "zeroseg.features.dump", "zeroseg.generator.classifier", "zeroseg.generator.synthesize",
-           "zeroseg.evaluate.heads", "zeroseg.segmenter.model", "zeroseg.report", "sklearn.manifold", "pandas",
+           "zeroseg.evaluate.heads", "zeroseg.evaluate.curve", "zeroseg.evaluate.fidelity", "sklearn.linear_model", "zeroseg.segmenter.model", "zeroseg.report", "sklearn.manifold", "pandas",
            "pyarrow.parquet", "transformers.models.mask2former.modeling_mask2former",
            "transformers.models.resnet.modeling_resnet")  # transformers imports its models lazily
 
@@ -331,17 +346,27 @@ def test_retrain_classifier(tmp_path, world, run_forked):
 
 
 def test_evaluate(tmp_path, world, run_forked):
-    """Two outputs that report reads together: kills after the table and after the metric."""
+    """Three outputs that report reads together: kills after the table, the curve and the metric."""
     argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
     work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/synth", "data/split"])
+    assert len(outs) == 3
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 3))
+
+
+def test_fidelity(tmp_path, world, run_forked):
+    """Two outputs: kills after the table and after the metric, before the commit."""
+    argv, outs = stage_command("fidelity", **{"item.row": ROW, "item.seed": SEED})
+    work = workdir(tmp_path, world, ["data/features/train_seen", "data/features/train_unseen", f"data/synthetic/{ROW}-s{SEED}",
+                                     f"data/heads/{ROW}-s{SEED}.pt", "data/split"])
     check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
 
 
 def test_report(tmp_path, world, run_forked):
-    """Seven outputs (four pictures, the markdown, two JSONs): kills after the t-SNE picture and
+    """Eight outputs (five pictures, the markdown, two JSONs): kills after the t-SNE picture and
     after every output is written, before the commit."""
     argv, outs = stage_command("report")
-    work = workdir(tmp_path, world, ["metrics/rows", "data/per_class", "data/heads", "data/synthetic",
-                                     "data/features/train_seen", "data/features/val", "data/synth", "data/split"])
-    assert len(outs) == 7
-    check_interrupts(run_forked, work, argv, outs, kills=(1, 7))
+    work = workdir(tmp_path, world, ["metrics/rows", "metrics/fidelity", "data/per_class", "data/curves", "data/fidelity",
+                                     "data/heads", "data/synthetic", "data/features/train_seen",
+                                     "data/features/train_unseen", "data/features/val", "data/synth", "data/split"])
+    assert len(outs) == 8
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 8))

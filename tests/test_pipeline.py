@@ -48,7 +48,7 @@ def test_seeds_multiply_the_cheap_stages_only():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert params["seeds"] == [0]  # `dvc repro` stays within ~10 minutes; the README names the 3-seed command
     stages = _stages()
-    for name in ("train_generator", "synthesize", "retrain_classifier", "evaluate"):
+    for name in ("train_generator", "synthesize", "retrain_classifier", "evaluate", "fidelity"):
         assert stages[name]["matrix"]["seed"] == "${seeds}", name
     for name in ("retrain_oracle", "retrain_projection"):
         assert stages[name]["foreach"] == "${seeds}", name

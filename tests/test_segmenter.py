@@ -171,6 +171,33 @@ def test_dump_one_row_per_query(trained, tiny_synth):
     assert set(sv.labels.tolist()) & unseen
 
 
+def test_dumped_features_are_what_the_class_head_reads(trained, tiny_synth):
+    """The stored query features are the ones Mask2Former's class predictor reads (after the
+    decoder's final LayerNorm): the segmenter's own head on them gives the model's class scores."""
+    from zeroseg.evaluate.heads import segmenter_head
+    from zeroseg.segmenter.model import model_from_checkpoint, query_features
+
+    d, split, res, cfg = trained
+    ck = torch.load(res.checkpoint, map_location="cpu", weights_only=True)
+    g = torch.Generator().manual_seed(0)  # a trained final norm is far from the identity (a short run's is not)
+    for k in ("weight", "bias"):
+        key = f"model.transformer_module.decoder.layernorm.{k}"
+        ck["model"][key] = ck["model"][key] + torch.randn(ck["model"][key].shape, generator=g)
+    path = d / "normed.pt"
+    torch.save(ck, path)
+    model, _, _ = model_from_checkpoint(path)
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(2, 3, cfg.image_size, cfg.image_size))
+        assert torch.allclose(model.class_predictor(query_features(model, out)), out.class_queries_logits, atol=1e-5)
+    r = dump_features(path, split.seen_json, tiny_synth / "train", d / "feat32",
+                      DumpConfig(batch_size=4, dtype="float32"), tiny_synth / "annotations" / "panoptic_train",
+                      show_progress=False)
+    st = FeatureStore(r.store)
+    rows = np.arange(min(st.num_rows, 64))
+    probs = segmenter_head(path).probs(torch.from_numpy(st.features(rows)))
+    assert np.allclose(probs[:, :-1].max(-1).values.numpy(), st.column("score")[rows], atol=1e-4)
+
+
 def test_dump_of_an_ignore_split_matches_no_query_to_an_unseen_segment(trained, tiny_synth, tmp_path):
     """split.policy ignore: the images with unseen segments are dumped, but no query gets an unseen label
     (the same images dumped from the unmarked JSON do match unseen segments)."""
@@ -354,3 +381,41 @@ def test_universal_scores_equal_an_independent_computation(trained, tiny_synth):
     assert ref["map50_unseen"] is not None and ref["miou_unseen"] is not None
     for k in KEYS:
         assert ours[k] == pytest.approx(ref[k], abs=1e-6), k
+
+
+def test_seen_unseen_curve_on_stored_queries(trained, tiny_synth):
+    """The curve's point at the table's γ is the table's seen / unseen PQ; at γ = +∞ no seen
+    class is predicted (seen PQ 0), at γ = −∞ no unseen class (unseen PQ 0); the offset in the
+    params moves the table along the same curve."""
+    import math
+
+    from zeroseg.data.panoptic import load_panoptic
+    from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
+    from zeroseg.evaluate.heads import Head, InferenceConfig, evaluate_head, predict_store, unseen_from_split
+
+    d, split, res, cfg = trained
+    gt_json, gt_dir = tiny_synth / "annotations" / "panoptic_val.json", tiny_synth / "annotations" / "panoptic_val"
+    store = d / "val_universal"
+    if not store.exists():
+        dump_features(res.checkpoint, gt_json, tiny_synth / "val", store, DumpConfig(batch_size=4), gt_dir,
+                      keep_masks=True, show_progress=False)
+    cats = load_panoptic(split.all_json).categories
+    ids = sorted(cats)
+    g = torch.Generator().manual_seed(1)
+    head = Head(torch.randn(len(ids) + 1, cfg.hidden_dim, generator=g), torch.randn(len(ids) + 1, generator=g), ids,
+                [cats[c].isthing for c in ids])
+    unseen = unseen_from_split(split.all_json)
+    st = FeatureStore(store)
+    curve = seen_unseen_curve(st, head, gt_json, gt_dir, unseen, object_threshold=0.0, points=7, include=(0.0, 1.5))
+    assert curve["offset"].iloc[0] == -math.inf and curve["offset"].iloc[-1] == math.inf
+    assert curve["offset"].is_monotonic_increasing and len(curve) >= 5
+    assert curve["pq_unseen"].iloc[0] == 0.0 and curve["pq_seen"].iloc[-1] == 0.0
+    for gamma in (0.0, 1.5):
+        flat, _ = evaluate_head(st, head, gt_json, gt_dir, unseen, InferenceConfig(0.0, seen_offset=gamma))
+        at = curve[curve["offset"] == gamma].iloc[0]
+        assert (at["pq_seen"], at["pq_unseen"]) == pytest.approx((flat["pq_seen"] or 0.0, flat["pq_unseen"] or 0.0))
+    for gamma, side in ((1e6, set(ids) - unseen), (-1e6, unseen)):
+        for _, pred in predict_store(st, head, InferenceConfig(0.0, seen_offset=gamma), unseen_ids=unseen):
+            assert not {s["category_id"] for s in pred.panoptic_segments} & side
+    m = curve_metrics(curve)
+    assert 0.0 <= m["ausuc"] <= 1.0 and m["curve_pq_seen_max"] >= curve["pq_seen"].iloc[0]

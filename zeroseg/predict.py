@@ -27,7 +27,7 @@ from zeroseg.generator.train import load_generator, synthesize
 from zeroseg.report import overlay
 from zeroseg.segmenter.data import fit_size, to_canvas
 from zeroseg.evaluate.inference import upsample_masks
-from zeroseg.segmenter.model import model_from_checkpoint
+from zeroseg.segmenter.model import model_from_checkpoint, query_features
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
             canvas, _ = to_canvas(x, S)
             with torch.no_grad():
                 o = model(pixel_values=canvas[None])
-                feats = o.transformer_decoder_last_hidden_state[0].float()
+                feats = query_features(model, o)[0].float()
                 logits = upsample_masks(o.masks_queries_logits[0], S, (h, w), (H, W))
                 pred = cfg.predict(head, feats, logits)
             ids, segs = pred.panoptic_ids, pred.panoptic_segments

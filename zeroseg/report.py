@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -18,17 +19,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from zeroseg.atomic import Outputs, atomic_file, json_text  # noqa: E402
+from zeroseg.atomic import Outputs, atomic_file, json_text, read_json  # noqa: E402
 from zeroseg.errors import DataError  # noqa: E402
+
+if TYPE_CHECKING:
+    from zeroseg.evaluate.heads import InferenceConfig
 
 #: (row name in the table, file stem of its metrics) in Table 1's order.
 ROWS = (("projection", "projection"), ("gmmn", "gmmn"), ("primitive", "primitive"),
         ("primitive+align", "primitive_align"), ("pading", "pading"), ("oracle", "oracle"))
 TASKS = ("pq", "sq", "rq", "map50", "r100", "miou")
 PARTS = ("seen", "unseen", "hm")
+#: calibration-free measures of every row (stage ``evaluate``: the seen–unseen PQ curve)
+CURVE = ("ausuc", "curve_pq_seen_max", "curve_pq_unseen_max", "curve_pq_hm_max")
+#: feature-level measures of the generator rows (stage ``fidelity``)
+FIDELITY = ("feat_acc_seen", "feat_acc_unseen", "feat_acc_hm", "mmd_unseen")
 #: what ``metrics/zero_shot.json`` (the DVC metric compared across experiments) keeps: one
-#: harmonic mean per task; every cell is in the full JSON and the markdown table.
-HEADLINE = ("pq_hm", "map50_hm", "miou_hm")
+#: harmonic mean per task, the curve's area and the feature-level HM; every cell is in the full
+#: JSON and the markdown tables.
+HEADLINE = ("pq_hm", "map50_hm", "miou_hm", "ausuc", "feat_acc_hm")
 
 
 @dataclass(frozen=True)
@@ -45,9 +54,11 @@ def row_file(metrics_dir: str | os.PathLike, stem: str, seed: int) -> Path:
     return Path(metrics_dir) / f"{stem}-s{seed}.json"
 
 
-def collect(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int]) -> dict[str, list[dict]]:
+def collect(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int],
+            fidelity_dir: str | os.PathLike | None = None, generators: list[str] = ()) -> dict[str, list[dict]]:
     """row -> one metrics dict per seed, for the rows in ``heads`` in Table 1's order. Projection
-    and PADing are required (the pictures compare them); every (row, seed) file must exist."""
+    and PADing are required (the pictures compare them); every (row, seed) file must exist. With
+    ``fidelity_dir``, the ``generators`` rows also bring their feature-level metrics."""
     known = {stem for _, stem in ROWS}
     unknown = sorted(set(heads) - known)
     if unknown:
@@ -59,10 +70,15 @@ def collect(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int]) 
     for row, stem in ROWS:
         if stem in heads:
             files = [row_file(metrics_dir, stem, s) for s in seeds]
+            if fidelity_dir is not None and stem in generators:
+                files += [row_file(fidelity_dir, stem, s) for s in seeds]
             missing = [str(f) for f in files if not f.exists()]
             if missing:
                 raise DataError(f"metrics of ablation row '{row}' missing: {missing}")
-            out[row] = [json.loads(f.read_text()) for f in files]
+            runs = [read_json(f, "row metrics") for f in files[:len(seeds)]]
+            for run, f in zip(runs, files[len(seeds):]):
+                run.update(read_json(f, "fidelity metrics"))
+            out[row] = runs
     return out
 
 
@@ -77,7 +93,8 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
 
 def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float | None, float | None]]]:
     """row -> ``task_part`` -> (mean, std) over seeds."""
-    return {row: {f"{t}_{p}": mean_std([m.get(f"{t}_{p}") for m in runs]) for t in TASKS for p in PARTS}
+    keys = [f"{t}_{p}" for t in TASKS for p in PARTS] + list(CURVE + FIDELITY)
+    return {row: {k: mean_std([m.get(k) for m in runs]) for k in keys if any(k in m for m in runs)}
             for row, runs in rows.items()}
 
 
@@ -92,6 +109,13 @@ def flat_table(summary: dict, keys: tuple[str, ...] | None = None) -> dict[str, 
     return out
 
 
+def _pct(cell: tuple[float | None, float | None], scale: float = 100.0, digits: int = 1) -> str:
+    mean, std = cell
+    if mean is None:
+        return "–"
+    return f"{scale * mean:.{digits}f}" + ("" if std is None else f" ± {scale * std:.{digits}f}")
+
+
 def markdown(summary: dict, seeds: list[int]) -> str:
     n = len(seeds)
     head = "| row | " + " | ".join(f"{t.upper()} S / U / HM" for t in TASKS) + " |"
@@ -99,14 +123,36 @@ def markdown(summary: dict, seeds: list[int]) -> str:
              "feature dumps fixed." if n > 1 else f"One seed ({seeds[0]}): no error bars; run several seeds for them.",
              "", head, "|" + "---|" * (len(TASKS) + 1)]
 
-    def f(cell):
-        mean, std = cell
-        if mean is None:
-            return "–"
-        return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
-
     for row, cells in summary.items():
-        lines.append(f"| {row} | " + " | ".join(" / ".join(f(cells[f"{t}_{p}"]) for p in PARTS) for t in TASKS) + " |")
+        lines.append(f"| {row} | " + " | ".join(" / ".join(_pct(cells[f"{t}_{p}"]) for p in PARTS) for t in TASKS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def calibration_markdown(summary: dict) -> str:
+    """The calibration-free table: each row's seen–unseen PQ curve (area, ends, best HM on it)
+    and, for generator rows, the feature-level GZSL accuracy and the MMD to the real unseen
+    features (%, MMD² × 100)."""
+    none = (None, None)
+    lines = ["| row | AUSUC | PQ seen max / unseen max (curve ends) | PQ HM best on the curve | "
+             "feature acc S / U / HM | MMD² unseen (×100) |", "|---|---|---|---|---|---|"]
+    for row, c in summary.items():
+        lines.append(f"| {row} | {_pct(c.get('ausuc', none))} | {_pct(c.get('curve_pq_seen_max', none))} / "
+                     f"{_pct(c.get('curve_pq_unseen_max', none))} | {_pct(c.get('curve_pq_hm_max', none))} | "
+                     + " / ".join(_pct(c.get(f"feat_acc_{p}", none)) for p in PARTS)
+                     + f" | {_pct(c.get('mmd_unseen', none), digits=2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def diagnostics_markdown(tables: dict[str, pd.DataFrame]) -> str:
+    """Per unseen class and generator row: feature-level accuracy, MMD², the placement ratio
+    ‖mean synthetic − mean real‖ / ‖mean real − nearest seen class mean‖, and where the row's
+    head sends the real queries of the class."""
+    lines = ["| row | unseen class | feature acc | MMD² (×100) | placement ratio | real queries predicted as |",
+             "|---|---|---|---|---|---|"]
+    for row, df in tables.items():
+        for r in df[df["split"] == "unseen"].itertuples():
+            lines.append(f"| {row} | {r.name} | {100 * r.acc:.1f} | {100 * r.mmd:.2f} | {r.ratio:.2f} | "
+                         f"{getattr(r, 'predicted', '–')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -138,27 +184,37 @@ def pq_bars(per_class: pd.DataFrame, title: str, path: Path, outputs: Outputs | 
 
 
 def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str, tuple[np.ndarray, np.ndarray]],
-                 unseen_ids: set[int], path: Path, seed: int = 0, outputs: Outputs | None = None) -> None:
-    """One panel per generator: real seen (dots), synthetic seen (x), synthetic unseen (triangles)."""
+                 unseen_ids: set[int], path: Path, seed: int = 0, outputs: Outputs | None = None,
+                 real_unseen: tuple[np.ndarray, np.ndarray] | None = None, names: dict[int, str] | None = None) -> None:
+    """One panel per generator: real seen (dots), real unseen (stars, the features of the images
+    the split removed), synthetic seen (x), synthetic unseen (triangles); colour = class, named
+    in the legend."""
+    from matplotlib.lines import Line2D
     from sklearn.manifold import TSNE
 
-    fig, axes = plt.subplots(1, len(synth), figsize=(4 * len(synth), 4), squeeze=False)
-    classes = sorted(set(real_labels.tolist()) | {int(c) for _, (_, l) in synth.items() for c in l})
+    ux, ul = real_unseen if real_unseen is not None else (np.zeros((0, real_seen.shape[1]), np.float32), np.zeros(0, int))
+    fig, axes = plt.subplots(1, len(synth), figsize=(4 * len(synth) + 2, 4), squeeze=False)
+    classes = sorted(set(real_labels.tolist()) | set(ul.tolist()) | {int(c) for _, (_, l) in synth.items() for c in l})
     cmap = plt.get_cmap("tab20", max(len(classes), 1))
     colour = {c: cmap(i) for i, c in enumerate(classes)}
     for ax, (name, (fx, fl)) in zip(axes[0], synth.items()):
-        x = np.concatenate([real_seen, fx])
+        x = np.concatenate([real_seen, ux, fx])
         emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(x) // 4)).fit_transform(x)
-        n = len(real_seen)
+        n, nu = len(real_seen), len(ux)
         for c in classes:
-            m = real_labels == c
-            ax.scatter(*emb[:n][m].T, s=6, color=colour[c], marker="o", alpha=0.6)
-            m2 = fl == c
-            ax.scatter(*emb[n:][m2].T, s=14, color=colour[c], marker="^" if c in unseen_ids else "x", alpha=0.8)
+            ax.scatter(*emb[:n][real_labels == c].T, s=6, color=colour[c], marker="o", alpha=0.6)
+            ax.scatter(*emb[n:n + nu][ul == c].T, s=22, color=colour[c], marker="*", alpha=0.8)
+            ax.scatter(*emb[n + nu:][fl == c].T, s=14, color=colour[c], marker="^" if c in unseen_ids else "x", alpha=0.8)
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("t-SNE of class embeddings: o real seen, x synthetic seen, ^ synthetic unseen (colour = class)", fontsize=9)
+    names = names or {}
+    handles = [Line2D([], [], ls="", marker="s", color=colour[c],
+                      label=f"{names.get(c, c)}{' (unseen)' if c in unseen_ids else ''}") for c in classes]
+    handles += [Line2D([], [], ls="", marker=m, color="grey", label=l) for m, l in
+                (("o", "real seen"), ("*", "real unseen"), ("x", "synthetic seen"), ("^", "synthetic unseen"))]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
+    fig.suptitle("t-SNE of query features: real and synthetic, seen and unseen (colour = class)", fontsize=9)
     _save(fig, path, outputs)
 
 
@@ -192,18 +248,34 @@ def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path
 
 
 def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int], out_json: str | os.PathLike,
-                 out_full_json: str | os.PathLike, out_md: str | os.PathLike, outputs: Outputs | None = None) -> dict:
-    """The headline metrics (``out_json``: HM per task, mean/std), every cell with the per-seed
-    values (``out_full_json``) and the markdown table. Returns the headline dict. ``outputs``:
-    the stage's :class:`~zeroseg.atomic.Outputs` (committed with the pictures); the headline
-    metric is written last."""
-    rows = collect(metrics_dir, heads, seeds)
+                 out_full_json: str | os.PathLike, out_md: str | os.PathLike, outputs: Outputs | None = None,
+                 fidelity_dir: str | os.PathLike | None = None, generators: list[str] = (),
+                 diagnostics_dir: str | os.PathLike | None = None) -> dict:
+    """The headline metrics (``out_json``: HM per task, curve area and feature-level HM,
+    mean/std), every cell with the per-seed values (``out_full_json``) and the markdown tables.
+    Returns the headline dict. ``fidelity_dir``: the generator rows' feature-level metrics;
+    ``diagnostics_dir``: their per-class tables (the first seed's go into the markdown).
+    ``outputs``: the stage's :class:`~zeroseg.atomic.Outputs` (committed with the pictures);
+    the headline metric is written last."""
+    rows = collect(metrics_dir, heads, seeds, fidelity_dir, generators)
     summary = summarise(rows)
     headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE)}
     per_seed = {f"{row}.{k}.s{s}": m.get(k) for row, runs in rows.items() for s, m in zip(seeds, runs)
                 for k in summary[row]}
+    text = "# Zero-shot ablation (S / U / HM, %)\n\n" + markdown(summary, seeds)
+    if any(k in cells for cells in summary.values() for k in CURVE + FIDELITY):
+        text += ("\n## Calibration-free comparison (%, mean ± std over the seeds)\n\n"
+                 "AUSUC: area under each head's seen–unseen PQ curve over the seen offset γ (higher: a better "
+                 "trade-off whatever the operating point). Feature acc: a linear classifier trained on real seen + "
+                 "the row's synthetic unseen features, tested on held-out real seen and on real unseen features "
+                 "(per-class accuracy).\n\n" + calibration_markdown(summary))
+    if diagnostics_dir is not None:
+        tables = {row: pd.read_parquet(row_file(diagnostics_dir, stem, seeds[0]).with_suffix(".parquet"))
+                  for row, stem in ROWS if stem in heads and stem in generators}
+        if tables:
+            text += f"\n## Unseen classes, seed {seeds[0]}\n\n" + diagnostics_markdown(tables)
     with _target(out_md, outputs) as tmp:
-        Path(tmp).write_text("# Zero-shot ablation (S / U / HM, %)\n\n" + markdown(summary, seeds))
+        Path(tmp).write_text(text)
     with _target(out_full_json, outputs) as tmp:
         Path(tmp).write_text(json_text({"seeds": seeds, **flat_table(summary), **per_seed}))
     with _target(out_json, outputs) as tmp:
@@ -211,15 +283,47 @@ def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[i
     return headline
 
 
+def curves_picture(curves: dict[str, pd.DataFrame], marks: dict[str, tuple[float, float]], path: Path,
+                   outputs: Outputs | None = None) -> None:
+    """One seen–unseen PQ curve per row (unseen PQ on x, seen PQ on y), the table's operating
+    point marked, AUSUC in the legend."""
+    from zeroseg.evaluate.calibration import ausuc
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for row, c in curves.items():
+        line, = ax.plot(100 * c["pq_unseen"], 100 * c["pq_seen"], marker=".", label=f"{row} (AUSUC "
+                        f"{100 * ausuc(c['pq_seen'], c['pq_unseen']):.1f})")
+        if row in marks:
+            ax.scatter(100 * marks[row][1], 100 * marks[row][0], s=60, color=line.get_color(), edgecolor="black", zorder=3)
+    ax.set_xlabel("unseen PQ")
+    ax.set_ylabel("seen PQ")
+    ax.set_title("Seen–unseen PQ over the seen offset γ (dot: the table's γ)", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, path, outputs)
+
+
+def _sample_rows(labels: np.ndarray, good: np.ndarray, classes: list[int], per_class: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Up to ``per_class`` random rows of each class among the ``good`` rows."""
+    pools = [np.flatnonzero((labels == c) & good) for c in classes]
+    return np.concatenate([rng.choice(p, min(per_class, len(p)), replace=False) for p in pools if len(p)]
+                          + [np.zeros(0, np.int64)])
+
+
 def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir: str | os.PathLike,
                   synthetic_dir: str | os.PathLike, seen_store: str | os.PathLike, val_store: str | os.PathLike,
                   val_json: str | os.PathLike, val_images: str | os.PathLike, split_all_json: str | os.PathLike,
-                  plots_dir: str | os.PathLike, seed: int, outputs: Outputs | None = None) -> list[Path]:
-    """t-SNE per generator, per-class PQ bars (projection vs PADing), overlays (input / GT /
-    projection / PADing), all from the run of ablation seed ``seed``. ``outputs``: the stage's
+                  plots_dir: str | os.PathLike, seed: int, outputs: Outputs | None = None,
+                  unseen_store: str | os.PathLike | None = None, curves_dir: str | os.PathLike | None = None,
+                  metrics_dir: str | os.PathLike | None = None, heads: list[str] = (),
+                  inference: InferenceConfig | None = None) -> list[Path]:
+    """t-SNE per generator (with the real unseen features of ``unseen_store``), the seen–unseen
+    curves of the ``heads`` rows (``curves_dir``; the table's point from ``metrics_dir``),
+    per-class PQ bars (projection vs PADing), overlays (input / GT / projection / PADing), all
+    from the run of ablation seed ``seed``. ``outputs``: the stage's
     :class:`~zeroseg.atomic.Outputs` (the pictures are committed with the metrics)."""
     from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image
-    from zeroseg.evaluate.heads import predict_store, unseen_from_split
+    from zeroseg.evaluate.heads import InferenceConfig, predict_store, unseen_from_split
     from zeroseg.features.store import FeatureStore
     from zeroseg.generator.classifier import load_head
 
@@ -227,14 +331,20 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     plots.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     unseen = unseen_from_split(split_all_json)
+    categories = load_panoptic(split_all_json).categories
     written = []
     # Fig. 5: t-SNE
     st = FeatureStore(seen_store)
     lab, iou = st.labels, st.column("mask_iou")
     good = iou >= 0.5 if (iou[lab >= 0] >= 0.5).any() else np.ones(len(lab), bool)  # an undertrained model: all matched
-    pools = [np.flatnonzero((lab == c) & good) for c in np.unique(lab[lab >= 0])]
-    rows = np.concatenate([rng.choice(p, min(cfg.tsne_per_class, len(p)), replace=False) for p in pools if len(p)]
-                          + [np.zeros(0, np.int64)])
+    rows = _sample_rows(lab, good, sorted(set(np.unique(lab[lab >= 0]).tolist())), cfg.tsne_per_class, rng)
+    real_unseen = None
+    if unseen_store is not None:
+        su = FeatureStore(unseen_store)
+        ulab, uiou = su.labels, su.column("mask_iou")
+        ugood = uiou >= 0.5 if (uiou[np.isin(ulab, list(unseen))] >= 0.5).any() else np.ones(len(ulab), bool)
+        urows = _sample_rows(ulab, ugood, sorted(unseen), cfg.tsne_per_class, rng)
+        real_unseen = (su.features(urows), ulab[urows])
     synth = {}
     for row, stem in ROWS:
         p = Path(synthetic_dir) / f"{stem}-s{seed}"
@@ -242,8 +352,19 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
             s = FeatureStore(p)
             keep = np.concatenate([np.flatnonzero(s.labels == c)[: cfg.tsne_per_class] for c in np.unique(s.labels)])
             synth[row] = (s.features(keep), s.labels[keep])
-    tsne_picture(st.features(rows), lab[rows], synth, unseen, plots / "tsne.png", cfg.seed, outputs)
+    tsne_picture(st.features(rows), lab[rows], synth, unseen, plots / "tsne.png", cfg.seed, outputs, real_unseen,
+                 {c: cat.name for c, cat in categories.items()})
     written.append(plots / "tsne.png")
+    if curves_dir is not None:
+        curves, marks = {}, {}
+        for row, stem in ROWS:
+            if stem in heads:
+                curves[row] = pd.read_parquet(row_file(curves_dir, stem, seed).with_suffix(".parquet"))
+                if metrics_dir is not None:
+                    m = read_json(row_file(metrics_dir, stem, seed), "row metrics")
+                    marks[row] = (m.get("pq_seen") or 0.0, m.get("pq_unseen") or 0.0)
+        curves_picture(curves, marks, plots / "seen_unseen_curves.png", outputs)
+        written.append(plots / "seen_unseen_curves.png")
     # per-class PQ bars
     for row in ("projection", "pading"):
         stem = dict(ROWS)[row]
@@ -258,7 +379,8 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     preds = {}
     for row in ("projection", "pading"):
         head = load_head(Path(heads_dir) / f"{dict(ROWS)[row]}-s{seed}.pt")
-        preds[row] = {i: (p.panoptic_ids, p.panoptic_segments) for i, p in predict_store(FeatureStore(val_store), head, only=pick)}
+        preds[row] = {i: (p.panoptic_ids, p.panoptic_segments) for i, p in
+                      predict_store(FeatureStore(val_store), head, inference or InferenceConfig(), pick, unseen)}
     panels = []
     for i in sorted(pick):
         rgb = read_image(val_images, gt.images[i])

@@ -4,6 +4,7 @@ head: re-classifying never re-runs the backbone."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import torch
 from zeroseg.data.panoptic import load_panoptic, read_ids
 from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.store import FeatureStore
+from zeroseg.evaluate.calibration import offset_logits, seen_columns
 from zeroseg.evaluate.inference import UniversalPrediction, universal_inference, upsample_masks
 from zeroseg.metrics.instance import encode_masks
 from zeroseg.metrics.panoptic import unseen_ids_of
@@ -51,21 +53,31 @@ class InferenceConfig:
     object_threshold: float = 0.5  # panoptic: keep a query when its best class probability exceeds this
     overlap_threshold: float = 0.8  # panoptic: drop a segment when less than this share of its mask survives
     instance_topk: int = 100  # instance: (query, class) pairs kept per image (Mask2Former's test_topk_per_image)
+    seen_offset: float = 0.0  # γ: lowered seen-class logits (< 0: unseen ones), see zeroseg.evaluate.calibration
+    curve_points: int = 15  # γ values of each head's seen–unseen curve (quantiles of the flip offsets) + ends
 
     def __post_init__(self) -> None:
         if self.instance_topk < 1:
             raise ConfigError(f"inference.instance_topk: at least 1, got {self.instance_topk}")
+        if not math.isfinite(self.seen_offset):
+            raise ConfigError(f"inference.seen_offset: a finite number, got {self.seen_offset}")
+        if self.curve_points < 0:
+            raise ConfigError(f"inference.curve_points: 0 or more, got {self.curve_points}")
 
-    def predict(self, head: "Head", feats: torch.Tensor, mask_logits: torch.Tensor) -> UniversalPrediction:
-        """(Q, D) query features, (Q, H, W) mask logits -> the three rules' outputs."""
-        return universal_inference(head.probs(feats), mask_logits, head.class_ids, head.isthing,
+    def predict(self, head: "Head", feats: torch.Tensor, mask_logits: torch.Tensor,
+                unseen_ids: set[int] | frozenset[int] = frozenset()) -> UniversalPrediction:
+        """(Q, D) query features, (Q, H, W) mask logits -> the three rules' outputs; the seen
+        offset applies to heads with both seen and unseen outputs (``unseen_ids``)."""
+        probs = head.probs(feats) if self.seen_offset == 0 else \
+            offset_logits(head.logits(feats), seen_columns(head.class_ids, unseen_ids), self.seen_offset).softmax(-1)
+        return universal_inference(probs, mask_logits, head.class_ids, head.isthing,
                                    self.object_threshold, self.overlap_threshold, self.instance_topk)
 
 
-def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = InferenceConfig(),
-                  only: set[int] | None = None) -> Iterator[tuple[int, UniversalPrediction]]:
-    """(image_id, its panoptic, instance and semantic predictions) for every image whose masks
-    the store kept (or for the images in ``only``)."""
+def stored_queries(store: FeatureStore, only: set[int] | None = None
+                   ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(image_id, (Q, D) query features, (Q, H, W) mask logits at the original image size) for
+    every image whose masks the store kept (or for the images in ``only``)."""
     image_size = int(store.meta["image_size"])
     groups = list(store.mask_shards())
     if not groups:
@@ -81,8 +93,16 @@ def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = Infere
             shard, start, count = row_of[int(image_id)]
             feats = torch.from_numpy(shard_groups[shard]["features"][start:start + count].astype(np.float32))
             masks = torch.from_numpy(g["masks"][i].astype(np.float32))
-            logits = upsample_masks(masks, image_size, tuple(valid[i]), tuple(orig[i]))
-            yield int(image_id), cfg.predict(head, feats, logits)
+            yield int(image_id), feats, upsample_masks(masks, image_size, tuple(valid[i]), tuple(orig[i]))
+
+
+def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = InferenceConfig(),
+                  only: set[int] | None = None, unseen_ids: set[int] | frozenset[int] = frozenset()
+                  ) -> Iterator[tuple[int, UniversalPrediction]]:
+    """(image_id, its panoptic, instance and semantic predictions) for every image whose masks
+    the store kept (or for the images in ``only``)."""
+    for image_id, feats, logits in stored_queries(store, only):
+        yield image_id, cfg.predict(head, feats, logits, unseen_ids)
 
 
 def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
@@ -93,7 +113,7 @@ def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, g
     gt = load_panoptic(gt_json)
     ev = UniversalEvaluator.for_ground_truth(gt, unseen_ids, instances_gt)
     done = set()
-    for image_id, pred in predict_store(store, head, cfg):
+    for image_id, pred in predict_store(store, head, cfg, unseen_ids=unseen_ids or frozenset()):
         ann = gt.annotations.get(image_id)
         if ann is None:
             raise DataError(f"{store.path}: image {image_id} is not in {gt_json}")

@@ -24,7 +24,7 @@ from zeroseg.features.store import NO_OBJECT, ShardWriter, finalize_store
 from zeroseg.segmenter.data import PanopticSegments, collate
 from zeroseg.segmenter.distributed import setup_distributed, teardown
 from zeroseg.segmenter.matcher import hungarian, mask_iou, match_cost
-from zeroseg.segmenter.model import AMP_DTYPES, autocast, model_from_checkpoint
+from zeroseg.segmenter.model import AMP_DTYPES, autocast, model_from_checkpoint, query_features
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _dump(checkpoint, annotation_json, image_dir, out, cfg, png_dir, keep_masks,
         for batch in tqdm(loader, desc=f"dump {Path(annotation_json).name}", disable=not (ctx.is_main and show_progress)):
             with autocast(ctx.device, cfg.amp):
                 outp = model(pixel_values=batch["pixel_values"].to(ctx.device))
-            feats = outp.transformer_decoder_last_hidden_state.float().cpu()
+            feats = query_features(model, outp).float().cpu()
             cls, masks = outp.class_queries_logits.float().cpu(), outp.masks_queries_logits.float().cpu()
             kept = F.interpolate(masks, size=(hm, hm), mode="area") if keep_masks and hm != h else masks
             for b, image_id in enumerate(batch["image_ids"]):

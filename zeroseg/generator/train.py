@@ -125,7 +125,10 @@ class GeneratorTrainer:
         """real (N, D) float32 seen features, idx (N,) their class rows in ``space.emb``.
         Returns the loss terms of this step."""
         cfg, emb, gen, dis = self.cfg, self.space.emb, self.gen, self.dis
-        fake = gen(emb[idx])
+        n_unseen = len(self.space.unseen_ids) * cfg.unseen_per_class if cfg.align else 0
+        u_idx = torch.arange(len(self.space.seen_ids), len(emb)).repeat_interleave(cfg.unseen_per_class)[:n_unseen]
+        both = gen(emb[torch.cat([idx, u_idx])])  # one pass: the primitives' self-attention is computed once
+        fake, u_fake = both[:len(idx)], both[len(idx):]
         classes = idx.unique()
         l_g = sum(mmd(real[idx == k], fake[idx == k], cfg.sigmas) for k in classes) / len(classes)
         loss, terms = l_g, {"mmd": float(l_g.detach())}
@@ -136,8 +139,6 @@ class GeneratorTrainer:
             loss = loss + cfg.lam * (l_dr + l_df)
             terms["disentangle"] = float((l_dr + l_df).detach())
         if cfg.align:
-            u_idx = torch.arange(len(self.space.seen_ids), len(emb)).repeat_interleave(cfg.unseen_per_class)
-            u_fake = gen(emb[u_idx])
             u_rel = dis(u_fake)[0] if dis is not None else u_fake
             l_a = alignment_loss(seen_rel, emb[idx], u_rel, emb[u_idx], cfg.tau)
             loss = loss + cfg.lam * l_a

@@ -3,7 +3,9 @@
 
 Shapes, for a batch of B images of S × S px, Q queries, C seen classes, hidden d:
 ``class_queries_logits`` (B, Q, C + 1), ``masks_queries_logits`` (B, Q, S/4, S/4),
-``transformer_decoder_last_hidden_state`` (B, Q, d) — the per-query class embeddings.
+``transformer_decoder_last_hidden_state`` (B, Q, d) — the decoder's last layer BEFORE its
+final LayerNorm; :func:`query_features` (B, Q, d) — after it: the vectors the class predictor
+reads (``class_predictor(query_features) == class_queries_logits``), which we dump and train on.
 """
 
 from __future__ import annotations
@@ -179,3 +181,13 @@ def model_from_checkpoint(path: str | os.PathLike, expect_classes: list[dict[str
     model = Mask2FormerForUniversalSegmentation(Mask2FormerConfig.from_dict(ck["hf_config"]))
     model.load_state_dict(ck["model"])
     return model.eval(), cfg, ck["classes"]
+
+
+def query_features(model: torch.nn.Module, outputs: Any) -> torch.Tensor:
+    """(B, Q, d) per-query features the class predictor reads: the transformer decoder's final
+    LayerNorm applied to ``transformer_decoder_last_hidden_state`` (which Hugging Face returns
+    before that norm; Mask2Former's class head and PADing's cached features are after it).
+    ``model``: the Mask2Former (or a DistributedDataParallel wrapper of it)."""
+    net = getattr(model, "module", model)
+    return net.model.transformer_module.decoder.layernorm(outputs.transformer_decoder_last_hidden_state)
+
