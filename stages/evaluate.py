@@ -11,7 +11,6 @@ import argparse
 import pandas as pd
 
 from zeroseg import stage
-from zeroseg.atomic import atomic_outputs, json_text
 from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
 from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
 from zeroseg.features.store import FeatureStore
@@ -30,13 +29,7 @@ def main() -> None:
     curve = seen_unseen_curve(store, head, a.gt_json, a.gt_dir, unseen, cfg.object_threshold, cfg.overlap_threshold,
                               cfg.curve_points, include=(cfg.seen_offset,))
     flat.update(curve_metrics(curve))
-    with atomic_outputs() as outs:  # all or none: report reads them together; the metric last
-        with outs.file(a.per_class) as tmp:
-            pd.DataFrame(table).to_parquet(tmp, index=False)
-        with outs.file(a.curve) as tmp:
-            curve.to_parquet(tmp, index=False)
-        with outs.file(a.metrics_json) as tmp:
-            tmp.write_text(json_text(flat))
+    stage.write_tables_and_metric({a.per_class: pd.DataFrame(table), a.curve: curve}, a.metrics_json, flat)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import argparse
 from dataclasses import replace
 
 from zeroseg import stage
-from zeroseg.atomic import atomic_outputs, json_text
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
 from zeroseg.generator.classifier import load_head
@@ -26,11 +25,7 @@ def main() -> None:
     cfg = replace(stage.section("fidelity", FidelityConfig), seed=a.seed)
     names = {c: cat.name for c, cat in load_panoptic(a.split_all_json).categories.items()}
     flat, table = generator_fidelity(cfg, a.seen_store, a.unseen_store, a.synthetic_store, load_head(a.head), names)
-    with atomic_outputs() as outs:  # both or neither; the metric last
-        with outs.file(a.table) as tmp:
-            table.to_parquet(tmp, index=False)
-        with outs.file(a.metrics_json) as tmp:
-            tmp.write_text(json_text(flat))
+    stage.write_tables_and_metric({a.table: table}, a.metrics_json, flat)
 
 
 if __name__ == "__main__":

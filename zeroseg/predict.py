@@ -89,7 +89,8 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
     ``out_dir/semantic/<stem>.png`` (16-bit grey, pixel = category id) and
     ``out_dir/overlay/<stem>.png`` (panoptic, with a legend); returns the panoptic JSON path."""
     head, names = build_head(files, class_names)
-    model, seg_cfg, _ = model_from_checkpoint(files.segmenter)
+    model, seg_cfg, seen_classes = model_from_checkpoint(files.segmenter)
+    unseen = set(head.class_ids) - {c["id"] for c in seen_classes}  # the dataset's unseen + the new names
     S = seg_cfg.image_size
     anns, imgs, dets = [], [], []
     with atomic_dir(out_dir) as tmp:
@@ -107,7 +108,7 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
                 o = model(pixel_values=canvas[None])
                 feats = query_features(model, o)[0].float()
                 logits = upsample_masks(o.masks_queries_logits[0], S, (h, w), (H, W))
-                pred = cfg.predict(head, feats, logits)
+                pred = cfg.predict(head, feats, logits, unseen)
             ids, segs = pred.panoptic_ids, pred.panoptic_segments
             stem = p.stem
             write_ids(tmp / "panoptic" / f"{stem}.png", ids)

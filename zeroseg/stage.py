@@ -45,6 +45,19 @@ def seeds(params_file: str = PARAMS_FILE) -> list[int]:
     return s
 
 
+def write_tables_and_metric(tables: dict[str, Any], metrics_json: str, metrics: dict) -> None:
+    """Parquet ``tables`` (path -> pandas DataFrame) and the flat JSON ``metrics``, committed
+    together (all or none: a later stage reads them together), the metric last."""
+    from zeroseg.atomic import atomic_outputs, json_text
+
+    with atomic_outputs() as outs:
+        for path, df in tables.items():
+            with outs.file(path) as tmp:
+                df.to_parquet(tmp, index=False)
+        with outs.file(metrics_json) as tmp:
+            tmp.write_text(json_text(metrics))
+
+
 def run(main: Callable[[], object]) -> None:
     """Run a stage's ``main``; a :class:`ZerosegError` exits 2 with its message, no traceback."""
     try:
