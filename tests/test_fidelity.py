@@ -186,3 +186,26 @@ def test_generator_fidelity_no_real_unseen(tmp_path):
     seen, unseen, synth = _stores(tmp_path)
     with pytest.raises(DataError, match="unseen: no real features of the unseen classes"):
         generator_fidelity(FidelityConfig(min_iou=0.85), seen, unseen, synth)
+
+
+def test_cli_fidelity_prints_and_writes_the_table(tmp_path):
+    """`zeroseg fidelity` calls the stage's function; its JSON is strict (no NaN tokens)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from zeroseg.cli import app
+
+    seen, unseen, synth = _stores(tmp_path)
+    cats = [{"id": c, "name": n, "isthing": 1, "split": "unseen" if c > 3 else "seen"} for c, n in NAMES.items()]
+    (tmp_path / "all.json").write_text(json.dumps({"images": [], "annotations": [], "categories": cats}))
+    (tmp_path / "params.yaml").write_text("fidelity:\n  holdout: 0.2\n")
+    r = CliRunner().invoke(app, ["fidelity", str(seen), str(unseen), str(synth), str(tmp_path / "all.json"),
+                                 "--params", str(tmp_path / "params.yaml"), "--json", str(tmp_path / "f.json")])
+    assert r.exit_code == 0, r.output
+    assert "blue square" in r.output and "feat_acc_hm" in r.output
+    out = json.loads((tmp_path / "f.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert out["feat_acc_seen"] == 1.0 and out["per_class"][0]["mmd"] is None
+    bad = CliRunner().invoke(app, ["fidelity", str(seen), str(tmp_path / "nope"), str(synth), str(tmp_path / "all.json"),
+                                   "--params", str(tmp_path / "params.yaml")])
+    assert bad.exit_code == 2 and "nope" in bad.output

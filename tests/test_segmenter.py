@@ -419,3 +419,17 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_synth):
             assert not {s["category_id"] for s in pred.panoptic_segments} & side
     m = curve_metrics(curve)
     assert 0.0 <= m["ausuc"] <= 1.0 and m["curve_pq_seen_max"] >= curve["pq_seen"].iloc[0]
+    # `zeroseg curve` computes the same curve from files
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from zeroseg.cli import app
+    from zeroseg.generator.classifier import ClassifierConfig, save_head
+
+    save_head(d / "curve_head.pt", head, ClassifierConfig(), "test")
+    (d / "curve_params.yaml").write_text("inference:\n  object_threshold: 0.0\n  curve_points: 7\n  seen_offset: 1.5\n")
+    r = CliRunner().invoke(app, ["curve", str(d / "curve_head.pt"), str(store), str(gt_json), str(gt_dir), str(split.all_json),
+                                 "--params", str(d / "curve_params.yaml"), "--out", str(d / "curve.parquet")])
+    assert r.exit_code == 0, r.output
+    assert "ausuc" in r.output
+    assert pd.read_parquet(d / "curve.parquet").equals(curve[curve["offset"] != 0.0].reset_index(drop=True))

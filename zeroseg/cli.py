@@ -250,6 +250,59 @@ def predict(
     out.print(f"{len(images)} image(s) -> {res} (+ panoptic/*.png, instances.json, semantic/*.png, overlay/*.png)")
 
 
+@app.command()
+def curve(
+    head: Path = typer.Argument(..., help="Class head checkpoint (retrain-classifier's output)."),
+    val_store: Path = typer.Argument(..., help="Validation feature store dumped with --keep-masks."),
+    gt_json: Path = typer.Argument(..., help="Ground-truth panoptic JSON of the stored images."),
+    gt_dir: Path = typer.Argument(..., help="Ground-truth segment PNG folder."),
+    split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (which classes are unseen)."),
+    params: Path = PARAMS,
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the curve (offset, pq_seen, pq_unseen, pq_hm) as Parquet."),
+) -> None:
+    """A head's seen–unseen PQ curve over the seen offset γ and its area (AUSUC; section 'inference')."""
+    from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
+    from zeroseg.evaluate.heads import InferenceConfig, unseen_from_split
+    from zeroseg.features.store import FeatureStore
+    from zeroseg.generator.classifier import load_head
+
+    with _reported():
+        cfg = _section(params, "inference", InferenceConfig)
+        c = seen_unseen_curve(FeatureStore(val_store), load_head(head), gt_json, gt_dir, unseen_from_split(split_all_json),
+                              cfg.object_threshold, cfg.overlap_threshold, cfg.curve_points, include=(cfg.seen_offset,))
+        if out_file:
+            from zeroseg.atomic import atomic_file
+
+            with atomic_file(out_file) as tmp:
+                c.to_parquet(tmp, index=False)
+    out.print(c.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    _write_metrics(curve_metrics(c), None, None)
+
+
+@app.command()
+def fidelity(
+    seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
+    unseen_store: Path = typer.Argument(..., help="Store with REAL unseen features (the removed images, or validation)."),
+    synthetic_store: Path = typer.Argument(..., help="The generator's synthetic store (stage synthesize)."),
+    split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (class names)."),
+    head: Optional[Path] = typer.Option(None, help="A class head: where it sends each unseen class's real queries."),
+    params: Path = PARAMS,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + per-class table as JSON."),
+) -> None:
+    """Feature-level GZSL score of synthetic features: a linear classifier on real seen + synthetic
+    unseen features, tested on held-out real seen and real unseen ones; MMD per unseen class."""
+    from zeroseg.data.panoptic import load_panoptic
+    from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
+    from zeroseg.generator.classifier import load_head
+
+    with _reported():
+        names = {c: cat.name for c, cat in load_panoptic(split_all_json).categories.items()}
+        flat, table = generator_fidelity(_section(params, "fidelity", FidelityConfig), seen_store, unseen_store,
+                                         synthetic_store, load_head(head) if head else None, names)
+    out.print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    _write_metrics(flat, table.astype(object).where(table.notna(), None).to_dict("records"), json_out)  # NaN -> null
+
+
 def _write_metrics(flat: dict, table: list | None, json_out: Optional[Path]) -> None:
     from rich.table import Table
 
