@@ -302,9 +302,12 @@ def curves_picture(curves: dict[str, pd.DataFrame], marks: dict[str, tuple[float
     _save(fig, path, outputs)
 
 
-def _sample_rows(labels: np.ndarray, good: np.ndarray, classes: list[int], per_class: int,
+def _sample_rows(labels: np.ndarray, iou: np.ndarray, classes: list[int], per_class: int,
                  rng: np.random.Generator) -> np.ndarray:
-    """Up to ``per_class`` random rows of each class among the ``good`` rows."""
+    """Up to ``per_class`` random rows of each class, among the rows matched with IoU >= 0.5 (all
+    rows of ``classes`` when none is: an undertrained model)."""
+    of_classes = np.isin(labels, classes)
+    good = iou >= 0.5 if (iou[of_classes] >= 0.5).any() else np.ones(len(labels), bool)
     pools = [np.flatnonzero((labels == c) & good) for c in classes]
     return np.concatenate([rng.choice(p, min(per_class, len(p)), replace=False) for p in pools if len(p)]
                           + [np.zeros(0, np.int64)])
@@ -336,14 +339,12 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     # Fig. 5: t-SNE
     st = FeatureStore(seen_store)
     lab, iou = st.labels, st.column("mask_iou")
-    good = iou >= 0.5 if (iou[lab >= 0] >= 0.5).any() else np.ones(len(lab), bool)  # an undertrained model: all matched
-    rows = _sample_rows(lab, good, sorted(set(np.unique(lab[lab >= 0]).tolist())), cfg.tsne_per_class, rng)
+    rows = _sample_rows(lab, iou, sorted(set(np.unique(lab[lab >= 0]).tolist())), cfg.tsne_per_class, rng)
     real_unseen = None
     if unseen_store is not None:
         su = FeatureStore(unseen_store)
         ulab, uiou = su.labels, su.column("mask_iou")
-        ugood = uiou >= 0.5 if (uiou[np.isin(ulab, list(unseen))] >= 0.5).any() else np.ones(len(ulab), bool)
-        urows = _sample_rows(ulab, ugood, sorted(unseen), cfg.tsne_per_class, rng)
+        urows = _sample_rows(ulab, uiou, sorted(unseen), cfg.tsne_per_class, rng)
         real_unseen = (su.features(urows), ulab[urows])
     synth = {}
     for row, stem in ROWS:

@@ -28,12 +28,18 @@ def seen_columns(class_ids: list[int], unseen_ids: Iterable[int]) -> torch.Tenso
     return torch.tensor([c not in unseen for c in class_ids] + [False])
 
 
+def unseen_columns(seen: torch.Tensor) -> torch.Tensor:
+    """(K + 1,) bool: the unseen-class outputs of a :func:`seen_columns` mask (no-object excluded)."""
+    unseen = ~seen
+    unseen[-1] = False
+    return unseen
+
+
 def offset_logits(logits: torch.Tensor, seen: torch.Tensor, gamma: float) -> torch.Tensor:
     """(Q, K + 1) logits, ``seen`` (K + 1,) bool -> calibrated (Q, K + 1) logits: γ > 0 lowers
     the seen columns by γ, γ < 0 the unseen columns by |γ| (±inf drops them); no-object and the
     other side are unchanged. A head without unseen (or without seen) columns is unchanged."""
-    unseen = ~seen.clone()
-    unseen[-1] = False
+    unseen = unseen_columns(seen)
     if gamma == 0 or not seen.any() or not unseen.any():
         return logits
     out = logits.clone()
@@ -51,8 +57,7 @@ def curve_offsets(logits: torch.Tensor, seen: torch.Tensor, points: int, object_
     values (the main table's γ), +∞; sorted, unique. Only queries that are objects at one end
     of the curve (best class probability above ``object_threshold``) count: the others are
     no-object whatever γ is."""
-    unseen = ~seen.clone()
-    unseen[-1] = False
+    unseen = unseen_columns(seen)
     flip = (logits[:, seen].max(1).values - logits[:, unseen].max(1).values).double()
     ends = [offset_logits(logits, seen, g).softmax(-1)[:, :-1].max(1).values for g in (-math.inf, math.inf)]
     objects = (ends[0] > object_threshold) | (ends[1] > object_threshold)

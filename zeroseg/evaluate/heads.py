@@ -68,8 +68,7 @@ class InferenceConfig:
                 unseen_ids: set[int] | frozenset[int] = frozenset()) -> UniversalPrediction:
         """(Q, D) query features, (Q, H, W) mask logits -> the three rules' outputs; the seen
         offset applies to heads with both seen and unseen outputs (``unseen_ids``)."""
-        probs = head.probs(feats) if self.seen_offset == 0 else \
-            offset_logits(head.logits(feats), seen_columns(head.class_ids, unseen_ids), self.seen_offset).softmax(-1)
+        probs = offset_logits(head.logits(feats), seen_columns(head.class_ids, unseen_ids), self.seen_offset).softmax(-1)
         return universal_inference(probs, mask_logits, head.class_ids, head.isthing,
                                    self.object_threshold, self.overlap_threshold, self.instance_topk)
 

@@ -125,8 +125,8 @@ class GeneratorTrainer:
         """real (N, D) float32 seen features, idx (N,) their class rows in ``space.emb``.
         Returns the loss terms of this step."""
         cfg, emb, gen, dis = self.cfg, self.space.emb, self.gen, self.dis
-        n_unseen = len(self.space.unseen_ids) * cfg.unseen_per_class if cfg.align else 0
-        u_idx = torch.arange(len(self.space.seen_ids), len(emb)).repeat_interleave(cfg.unseen_per_class)[:n_unseen]
+        u_idx = (torch.arange(len(self.space.seen_ids), len(emb)).repeat_interleave(cfg.unseen_per_class) if cfg.align
+                 else torch.zeros(0, dtype=torch.long))  # unseen fakes only feed the alignment loss
         both = gen(emb[torch.cat([idx, u_idx])])  # one pass: the primitives' self-attention is computed once
         fake, u_fake = both[:len(idx)], both[len(idx):]
         classes = idx.unique()
