@@ -29,7 +29,8 @@ import torch
 from zeroseg.config import load_section
 from zeroseg.features.dump import match_image
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
-from zeroseg.generator.train import ClassSpace, GeneratorConfig, GeneratorTrainer
+from zeroseg.generator.config import GeneratorConfig
+from zeroseg.generator.train import ClassSpace, GeneratorTrainer
 from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model, query_features
 
 PARAMS = Path(__file__).resolve().parents[1] / "pipelines" / "coco-panoptic" / "params.yaml"
@@ -92,7 +93,7 @@ def main() -> None:
     seg_cfg = load_section(PARAMS, "segmenter", SegmenterConfig)
     amp = seg_cfg.amp if device.type == "cuda" else "off"  # fp16 autocast is ~15x slower than fp32 on CPU
     seg_cfg = dataclasses.replace(seg_cfg, pretrained_backbone="", image_size=args.image_size, amp=amp)
-    gen_cfg = load_section(PARAMS, "generator", GeneratorConfig)
+    gen_cfg = load_section(PARAMS, "generator", GeneratorConfig).resolved()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     emb = torch.nn.functional.normalize(torch.randn(N_SEEN + N_UNSEEN, 512), dim=-1)  # CLIP ViT-B/32 width
@@ -121,18 +122,29 @@ def main() -> None:
     print(f"online: {online:.3f} s/step ({rows} matched query rows a step)")
     del model
 
-    # (b) cached: the training loop's own read path (FeatureStore.class_batches) on a real store
+    # (b) cached: the training loop's own read path (whole-image batches of the store held in memory,
+    # FeatureStore.image_batch, for batch: images; FeatureStore.class_batches for batch: classes)
     tmp = Path(tempfile.mkdtemp(prefix="sweep-cost-"))
     try:
         t_write = write_store(tmp / "store", args.store_images, rng, args.segments)
         store = FeatureStore(tmp / "store")
         t = time.perf_counter()
-        batches = store.class_batches(list(range(N_SEEN)), gen_cfg.per_class, rng, gen_cfg.min_iou)
-        next(batches)  # the one read of the matched rows into memory
+        if gen_cfg.batch == "images":
+            held = store.held_features()  # the one read of the store into memory
+        else:
+            batches = store.class_batches(list(range(N_SEEN)), gen_cfg.per_class, rng, gen_cfg.min_iou)
+            next(batches)  # the one read of the matched rows into memory
         t_load = time.perf_counter() - t
         trainer = GeneratorTrainer(gen_cfg, space, DIM)
+        step_no = iter(range(10**9))
 
         def cached_step() -> None:
+            if gen_cfg.batch == "images":
+                rows = store.image_batch(next(step_no), args.batch, 0)
+                rows = rows[store.labels[rows] >= 0]
+                trainer.step(torch.from_numpy(held[rows].astype(np.float32)),
+                             torch.from_numpy(store.labels[rows].astype(np.int64)))
+                return
             chosen = rng.choice(N_SEEN, gen_cfg.classes_per_batch, replace=False)
             real_all, lab_all = next(batches)
             keep = np.isin(lab_all, chosen)
@@ -154,7 +166,8 @@ def main() -> None:
     load_coco = t_load * COCO_ROWS / store.num_rows  # the one read scales with the store's rows
     cached = step_cached + load_coco / SWEEP_STEPS
     print(f"store: {store.num_rows:,} rows written in {t_write:.1f} s (once per segmenter, not per sweep point); "
-          f"matched rows read into memory in {t_load:.2f} s, {load_coco:.1f} s projected for COCO's {COCO_ROWS:,} rows")
+          f"read into memory in {t_load:.2f} s, {load_coco:.1f} s projected for COCO's {COCO_ROWS:,} rows "
+          f"(generator batch: {gen_cfg.batch})")
     print(f"reading a step's {gen_cfg.per_class * N_SEEN} rows from Zarr directly instead: {direct:.3f} s/step here, "
           f"~{direct * COCO_ROWS / store.num_rows:.1f} s/step at COCO's size (whole chunks are read)")
     print(f"cached: {step_cached:.3f} s/step + {load_coco / SWEEP_STEPS:.4f} s/step (the one read over {SWEEP_STEPS:,} steps)")

@@ -11,7 +11,7 @@ import argparse
 import pandas as pd
 
 from zeroseg import stage
-from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
+from zeroseg.evaluate.curve import curve_metrics
 from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
 from zeroseg.features.store import FeatureStore
 from zeroseg.generator.classifier import load_head
@@ -25,9 +25,7 @@ def main() -> None:
     a = ap.parse_args()
     cfg, store, head = stage.section("inference", InferenceConfig), FeatureStore(a.val_store), load_head(a.head)
     unseen = unseen_from_split(a.split_all_json)
-    flat, table = evaluate_head(store, head, a.gt_json, a.gt_dir, unseen, cfg, a.instances_gt)
-    curve = seen_unseen_curve(store, head, a.gt_json, a.gt_dir, unseen, cfg.object_threshold, cfg.overlap_threshold,
-                              cfg.curve_points, include=(cfg.seen_offset,))
+    flat, table, curve = evaluate_head(store, head, a.gt_json, a.gt_dir, unseen, cfg, a.instances_gt, curve=True)
     flat.update(curve_metrics(curve))
     stage.write_tables_and_metric({a.per_class: pd.DataFrame(table), a.curve: curve}, a.metrics_json, flat)
 

@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
         def proj(x):
             y = x @ pw.T + pb
             return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-    ours, _ = evaluate_head(store, head, gt_json, gt_dir, unseen)
+    ours, _, _ = evaluate_head(store, head, gt_json, gt_dir, unseen)
     ref = independent_scores(store, head.weight.double().numpy(), head.bias.double().numpy(), head.class_ids,
                              head.isthing, gt_json, gt_dir, unseen, project=proj or (lambda x: x))
     worst = 0.0

@@ -6,11 +6,13 @@ import torch
 from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.store import ShardWriter, finalize_store
 from zeroseg.generator.align import alignment_loss
-from zeroseg.generator.classifier import ClassifierConfig, TrainingSet, retrain_head
+from zeroseg.features.store import FeatureStore
+from zeroseg.generator.classifier import ClassifierConfig, SeenRows, UnseenPool, retrain_head
 from zeroseg.generator.disentangle import Disentangler
 from zeroseg.generator.mmd import mmd
 from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator
-from zeroseg.generator.train import GeneratorConfig, class_space, load_generator, synthesize, train_generator
+from zeroseg.generator.config import GeneratorConfig
+from zeroseg.generator.train import class_space, joint_head, load_generator, synthesize, train_generator
 
 
 @pytest.mark.parametrize("gen", [GMMNGenerator(12, 8, hidden=32, noise_dim=12),
@@ -46,21 +48,6 @@ def test_disentangler_losses_and_gradients():
     assert related.shape == (10, 4) and loss.ndim == 0
     loss.backward()
     assert x.grad is not None and all(p.grad is not None for p in dis.parameters())
-
-
-def test_classifier_retraining_separates_tiny_set():
-    g = torch.Generator().manual_seed(0)
-    centres = torch.randn(4, 16, generator=g) * 4
-    xs = torch.cat([centres[c] + torch.randn(50, 16, generator=g) for c in range(3)])
-    ys = torch.arange(3).repeat_interleave(50)
-    unseen_x = (centres[3] + torch.randn(50, 16, generator=g)).numpy()
-    w0, b0 = torch.randn(4, 16) * 0.01, torch.zeros(4)  # 3 seen + no-object
-    w, b = retrain_head(ClassifierConfig(epochs=40, lr=0.05), TrainingSet(xs, ys), unseen_x, np.zeros(50, int),
-                        w0, b0, n_seen=3, n_unseen=1)
-    test_x = torch.cat([centres[c] + torch.randn(30, 16, generator=g) for c in range(4)])
-    pred = (test_x @ w.T + b)[:, :4].argmax(-1)
-    acc = (pred == torch.arange(4).repeat_interleave(30)).float().mean()
-    assert w.shape == (5, 16) and acc >= 0.95
 
 
 # ---- generator training on a small store ------------------------------------------------
@@ -99,17 +86,34 @@ SMALL = dict(num_primitives=16, layers=1, heads=2, ffn=32, iterations=5, classes
              unseen_per_class=2, sigmas=(1.0, 4.0))
 
 
-@pytest.mark.parametrize("flags", [dict(arch="gmmn", align=False, disentangle=False), dict(arch="primitive")])
+def _segmenter(tmp_path, class_ids=(1, 2, 3), dim=8):
+    """A checkpoint with what the classifier reads of a segmenter: its seen head and class list."""
+    g = torch.Generator().manual_seed(3)
+    ck = {"model": {"class_predictor.weight": torch.randn(len(class_ids) + 1, dim, generator=g),
+                    "class_predictor.bias": torch.zeros(len(class_ids) + 1)},
+          "config": {}, "hf_config": {}, "step": 0, "classes": [{"id": c, "name": f"c{c}", "isthing": 1} for c in class_ids]}
+    torch.save(ck, tmp_path / "seg.pt")
+    return tmp_path / "seg.pt"
+
+
+@pytest.mark.parametrize("flags", [dict(arch="gmmn", align=False, disentangle=False), dict(arch="primitive"),
+                                   dict(arch="primitive", recipe="official"),
+                                   dict(arch="gmmn", align=False, disentangle=False, schedule="joint", batch="classes")])
 def test_train_generator_deterministic(tmp_path, flags):
-    st, emb = _store(tmp_path), _emb(tmp_path, ROWS)
+    st, emb, seg = _store(tmp_path), _emb(tmp_path, ROWS), _segmenter(tmp_path)
     cfg = GeneratorConfig(**SMALL, **flags)
-    train_generator(cfg, st, emb, tmp_path / "a.pt", show_progress=False)
-    train_generator(cfg, st, emb, tmp_path / "b.pt", show_progress=False)
-    a = torch.load(tmp_path / "a.pt", weights_only=True)["generator"]
-    b = torch.load(tmp_path / "b.pt", weights_only=True)["generator"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    head_cfg = ClassifierConfig(images_per_batch=3, unseen_per_step=1)
+    train_generator(cfg, st, emb, tmp_path / "a.pt", show_progress=False, segmenter=seg, head_cfg=head_cfg)
+    train_generator(cfg, st, emb, tmp_path / "b.pt", show_progress=False, segmenter=seg, head_cfg=head_cfg)
+    a = torch.load(tmp_path / "a.pt", weights_only=True)
+    b = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert all(torch.equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
     gen, cfg2, space = load_generator(tmp_path / "a.pt")
-    assert cfg2 == cfg and space.unseen_ids == [4, 5]
+    assert cfg2 == cfg.resolved() and space.unseen_ids == [4, 5]
+    joint = joint_head(tmp_path / "a.pt", space.all_ids)
+    assert (joint is not None) == (cfg.resolved().schedule == "joint")
+    if joint is not None:
+        assert joint[0].shape == (6, 8) and torch.equal(joint[0], b["joint_head"]["weight"])
     x, idx = synthesize(gen, space.emb, 3)
     assert x.shape == (15, 8) and np.isfinite(x).all()
 
@@ -150,16 +154,35 @@ def test_cli_train_generator_calls_the_same_function(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_real_seen_set_keeps_a_share_of_no_object_rows(tmp_path):
-    from zeroseg.features.store import FeatureStore
-    from zeroseg.generator.classifier import real_seen_set
-
+def test_seen_rows_label_every_query_and_batch_whole_images(tmp_path):
     st = FeatureStore(_store(tmp_path))
-    full = real_seen_set(st, [1, 2, 3], 0.5)
-    assert len(full.y) == 120 and (full.y >= 0).sum() == 30
-    part = real_seen_set(st, [1, 2, 3], 0.5, no_object_keep=0.3, seed=1)
-    assert (part.y >= 0).sum() == 30 and 10 < (part.y < 0).sum() < 50  # ~27 of 90 no-object rows
-    matched = full.x[full.y >= 0]
-    assert torch.equal(part.x[part.y >= 0], matched)  # the right features stay with their labels
-    with pytest.raises(ConfigError, match="no_object_keep"):
-        ClassifierConfig(no_object_keep=0.0)
+    rows = SeenRows(st, [1, 2, 3], 0.5)
+    assert rows.x.shape == (120, 8) and (rows.y >= 0).sum() == 30 and set(rows.y[rows.y >= 0]) == {0, 1, 2}
+    assert (SeenRows(st, [1, 2, 3], 0.95).y == -1).all()  # below the IoU floor: no-object
+    batch = st.image_batch(0, 4, seed=0)
+    ids = st.column("image_id")[batch].reshape(4, 4)
+    assert (ids == ids[:, :1]).all() and len(set(ids[:, 0])) == 4  # every query of 4 distinct whole images
+    seen = np.concatenate([st.column("image_id")[st.image_batch(k, 4, 0)][::4] for k in range(8)])[:30]
+    assert sorted(seen.tolist()) == list(range(30))  # one pass over the images before any repeats
+    with pytest.raises(DataError, match="not seen classes"):
+        SeenRows(st, [1, 2], 0.5)
+
+
+def test_classifier_retraining_keeps_seen_and_learns_unseen(tmp_path):
+    """Official composition on a store of 3 well-separated seen classes; the unseen class's
+    features come from its own cluster: every class is recognised afterwards."""
+    st = FeatureStore(_store(tmp_path))
+    rng = np.random.default_rng(5)
+    centre = rng.normal(size=8) * 3
+    pool = UnseenPool((centre + rng.normal(size=(40, 8))).astype(np.float32), np.zeros(40, int), 1)
+    w, b = retrain_head(ClassifierConfig(iterations=300, images_per_batch=4, unseen_per_step=1, lr=0.05),
+                        SeenRows(st, [1, 2, 3], 0.5), pool, torch.zeros(4, 8), torch.zeros(4), n_seen=3, n_unseen=1)
+    assert w.shape == (5, 8)
+    lab = st.labels
+    matched = np.flatnonzero(lab >= 0)
+    pred = (torch.from_numpy(st.features(matched)) @ w.T + b)[:, :4].argmax(-1).numpy()
+    assert (pred == lab[matched] - 1).mean() >= 0.95
+    test_u = torch.from_numpy((centre + rng.normal(size=(20, 8))).astype(np.float32))
+    assert ((test_u @ w.T + b).argmax(-1) == 3).float().mean() >= 0.9
+    with pytest.raises(DataError, match="cover 1 of 2 unseen classes"):
+        UnseenPool(np.zeros((3, 8), np.float32), np.zeros(3, int), 2)

@@ -84,7 +84,7 @@ def world(tmp_path_factory, tiny_synth) -> Path:
     """The root pipeline's data/ and metrics/ layout (dvc.yaml paths), tiny: the benchmark of
     conftest's tiny_synth, an untrained TINY segmenter, its dumps, random class embeddings, a 5-step
     generator, its synthetic store, projection + PADing heads and their scores."""
-    from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
+    from zeroseg.evaluate.curve import curve_metrics
     from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
     from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
     from zeroseg.features.dump import DumpConfig, dump_features
@@ -118,16 +118,15 @@ def world(tmp_path_factory, tiny_synth) -> Path:
     gen = w / f"data/generators/{ROW}-s{SEED}.pt"
     train_generator(GeneratorConfig(**SMALL, min_iou=0.0), w / "data/features/train_seen", emb, gen, show_progress=False)
     synthesize_store(gen, SynthesizeConfig(per_class=8, seed=SEED), w / f"data/synthetic/{ROW}-s{SEED}")
-    ccfg = ClassifierConfig(epochs=1, batch_size=64, min_iou=0.0, seed=SEED)
+    ccfg = ClassifierConfig(iterations=20, images_per_batch=4, seed=SEED)
     unseen = unseen_from_split(split.all_json)
     for row in ("projection", ROW):
         head = w / f"data/heads/{row}-s{SEED}.pt"
         retrain_classifier(ccfg, ck, w / "data/features/train_seen", emb, split.all_json, head,
                            None if row == "projection" else w / f"data/synthetic/{ROW}-s{SEED}", row == "projection")
-        flat, table = evaluate_head(FeatureStore(w / "data/features/val"), load_head(head), ann / "panoptic_val.json",
-                                    ann / "panoptic_val", unseen, InferenceConfig())
-        curve = seen_unseen_curve(FeatureStore(w / "data/features/val"), load_head(head), ann / "panoptic_val.json",
-                                  ann / "panoptic_val", unseen, points=4)
+        flat, table, curve = evaluate_head(FeatureStore(w / "data/features/val"), load_head(head),
+                                           ann / "panoptic_val.json", ann / "panoptic_val", unseen,
+                                           InferenceConfig(curve_points=4), curve=True)
         flat.update(curve_metrics(curve))
         for sub in ("metrics/rows", "data/per_class", "data/curves", "metrics/fidelity", "data/fidelity"):
             (w / sub).mkdir(parents=True, exist_ok=True)

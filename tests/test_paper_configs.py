@@ -12,7 +12,8 @@ from tests.conftest import ROOT, read_json
 from zeroseg.config import load_section
 from zeroseg.features.dump import DumpConfig, dump_features
 from zeroseg.features.store import FeatureStore
-from zeroseg.generator.train import ClassSpace, GeneratorConfig, GeneratorTrainer
+from zeroseg.generator.config import GeneratorConfig
+from zeroseg.generator.train import ClassSpace, GeneratorTrainer
 from zeroseg.segmenter.model import SegmenterConfig, load_checkpoint
 from zeroseg.segmenter.train import train_segmenter
 from zeroseg.split import split_dataset
@@ -59,21 +60,26 @@ def test_r50_config_builds_with_mask2former_size_and_steps_and_dumps(seen_split,
 
 @pytest.mark.parametrize("pipeline,n_seen,n_unseen", [("coco-panoptic", 119, 14), ("coco-stuff", 156, 15)])
 def test_paper_size_generator_steps(pipeline, n_seen, n_unseen):
-    """The generator of the COCO params (400 primitives, 3 layers, 256-d) over 133 / 171 classes
-    with 512-d CLIP class embeddings: a full PADing step (MMD, disentanglement, alignment)."""
-    cfg = load_section(ROOT / "pipelines" / pipeline / "params.yaml", "generator", GeneratorConfig)
+    """The generator of the COCO params (the official recipe: 400 primitives, 3 layers, 256-d) over
+    133 / 171 classes with 512-d CLIP class embeddings: a full official PADing step (pooled MMD,
+    the official disentanglement and alignment, the CE through the joint head) on the ~100 matched
+    queries of a batch of 12 images."""
+    cfg = load_section(ROOT / "pipelines" / pipeline / "params.yaml", "generator", GeneratorConfig).resolved()
     assert (cfg.num_primitives, cfg.layers, cfg.align, cfg.disentangle) == (400, 3, True, True)
+    assert (cfg.recipe, cfg.schedule, cfg.batch, cfg.architecture) == ("official", "joint", "images", "official")
     torch.manual_seed(0)
     emb = torch.nn.functional.normalize(torch.randn(n_seen + n_unseen, 512), dim=-1)
     space = ClassSpace(list(range(n_seen)), list(range(n_seen, n_seen + n_unseen)), emb)
     trainer = GeneratorTrainer(cfg, space, 256)
-    idx = torch.arange(cfg.classes_per_batch).repeat_interleave(cfg.per_class)
+    idx = torch.randint(0, n_seen, (8 * cfg.images_per_batch,))
     real = torch.randn(len(idx), 256)
+    head = (torch.randn(n_seen + n_unseen + 1, 256) * 0.01, torch.zeros(n_seen + n_unseen + 1))
     before = [p.detach().clone() for p in trainer.gen.parameters()]
     t = time.perf_counter()
-    terms = trainer.step(real, idx)
+    terms = trainer.step(real, idx, head)
     print(f"{pipeline}: one generator step {time.perf_counter() - t:.3f} s on CPU")  # closing-note figure (pytest -s)
-    assert set(terms) == {"mmd", "disentangle", "align"} and all(np.isfinite(v) for v in terms.values())
+    assert set(terms) == {"mmd", "relation", "unrelated", "recon", "align", "cls"}
+    assert all(np.isfinite(v) for v in terms.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.gen.parameters()))
 
 

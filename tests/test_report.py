@@ -35,7 +35,11 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
     assert full["pading.pq_hm.s2"] == 0.9 and full["seeds"] == [0, 1, 2]
     md = (tmp_path / "t.md").read_text()
     assert "| pading | 50.0 ± 0.0 / 50.0 ± 0.0 / 50.0 ± 36.1 |" in md and "over 3 seed(s)" in md
-    assert md.index("| projection |") < md.index("| pading |")  # Table 1's order, not the params order
+    assert md.index("| projection |") < md.index("| pading |")  # the order of params `heads`
+    write_report(tmp_path / "rows", ["pading", "projection"], [0, 1, 2], tmp_path / "m.json", tmp_path / "full.json",
+                 tmp_path / "t.md")
+    md = (tmp_path / "t.md").read_text()
+    assert md.index("| pading |") < md.index("| projection |")
 
 
 def test_one_seed_has_no_std_and_missing_files_are_named(tmp_path):
@@ -43,10 +47,12 @@ def test_one_seed_has_no_std_and_missing_files_are_named(tmp_path):
     _row(tmp_path, "projection", 0)
     head = write_report(tmp_path / "rows", ["pading", "projection"], [0], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
     assert head["pading.pq_hm.std"] is None and head["pading.pq_hm.mean"] == 0.5
-    with pytest.raises(DataError, match=r"row 'projection' missing: .*projection-s1.json"):
+    with pytest.raises(DataError, match=r"row 'pading' missing: .*pading-s1.json"):
         write_report(tmp_path / "rows", ["pading", "projection"], [0, 1], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
-    with pytest.raises(DataError, match="unknown ablation row"):
+    with pytest.raises(DataError, match=r"row 'clip' missing: .*clip-s0.json"):
         write_report(tmp_path / "rows", ["pading", "projection", "clip"], [0], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
+    with pytest.raises(DataError, match="listed twice"):
+        write_report(tmp_path / "rows", ["pading", "projection", "pading"], [0], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
 
 
 @pytest.mark.parametrize("folder", ["seeds-0-1-2", "seeds-0-1-2-attributes"])
@@ -58,7 +64,7 @@ def test_readme_tables_are_the_committed_three_seed_reports(folder):
     md = (ROOT / "metrics" / folder / "zero_shot.md").read_text()
     assert "over 3 seed(s)" in md
     rows = [line for line in md.split("## Unseen classes")[0].split("\n") if line.startswith("| ")]
-    assert len(rows) == 14  # two tables of a header and six rows
+    assert len(rows) == 16  # two tables of a header and seven rows
     readme = (ROOT / "README.md").read_text()
     assert [row for row in rows if row not in readme] == []
 

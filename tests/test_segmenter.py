@@ -171,6 +171,36 @@ def test_dump_one_row_per_query(trained, tiny_synth):
     assert set(sv.labels.tolist()) & unseen
 
 
+def test_dump_augmented_passes_add_views_of_every_image(trained, tiny_synth):
+    """dump.augment_passes 2: the plain pass (identical to a plain dump) + two views of every image
+    under the training augmentation, stored as image + k * VIEW_STRIDE; the match cost's class
+    weight is a key. Masks are never dumped augmented."""
+    from zeroseg.errors import ConfigError
+    from zeroseg.features.store import VIEW_STRIDE
+
+    d, split, res, cfg = trained
+    args = (res.checkpoint, split.seen_json, tiny_synth / "train")
+    png = tiny_synth / "annotations" / "panoptic_train"
+    plain = FeatureStore(dump_features(*args, d / "plain", DumpConfig(batch_size=4), png, show_progress=False).store)
+    aug = FeatureStore(dump_features(*args, d / "aug", DumpConfig(batch_size=4, augment_passes=2), png,
+                                     show_progress=False).store)
+    n = plain.num_rows
+    assert aug.num_rows == 3 * n and len(aug.index) == 3 * len(plain.index)
+    ids = aug.column("image_id")
+    assert np.array_equal(ids[:n], plain.column("image_id")) and np.array_equal(aug.source_image_ids()[n:2 * n], ids[:n])
+    assert (ids[n:2 * n] - ids[:n] == VIEW_STRIDE).all() and (ids[2 * n:] - ids[:n] == 2 * VIEW_STRIDE).all()
+    assert np.array_equal(aug.features(np.arange(n)), plain.features(np.arange(n)))
+    assert not np.array_equal(aug.features(np.arange(n, 2 * n)), plain.features(np.arange(n)))  # other pixels
+    assert not np.array_equal(aug.features(np.arange(n, 2 * n)), aug.features(np.arange(2 * n, 3 * n)))  # fresh draws
+    with pytest.raises(ConfigError, match="augment_passes"):
+        dump_features(*args, d / "bad", DumpConfig(augment_passes=1), png, keep_masks=True, show_progress=False)
+    with pytest.raises(ConfigError, match="augment_passes"):
+        DumpConfig(augment_passes=-1)
+    heavy = FeatureStore(dump_features(*args, d / "w5", DumpConfig(batch_size=4, match_class_weight=50.0), png,
+                                       show_progress=False).store)
+    assert heavy.meta["dump"]["match_class_weight"] == 50.0 and heavy.num_rows == n
+
+
 def test_dumped_features_are_what_the_class_head_reads(trained, tiny_synth):
     """The stored query features are the ones Mask2Former's class predictor reads (after the
     decoder's final LayerNorm): the segmenter's own head on them gives the model's class scores."""
@@ -375,7 +405,7 @@ def test_universal_scores_equal_an_independent_computation(trained, tiny_synth):
     w, b = torch.randn(len(ids) + 1, cfg.hidden_dim, generator=g), torch.randn(len(ids) + 1, generator=g)
     head = Head(w, b, ids, [cats[c].isthing for c in ids])
     unseen = unseen_from_split(split.all_json)
-    ours, _ = evaluate_head(FeatureStore(r.store), head, gt_json, gt_dir, unseen)
+    ours, _, _ = evaluate_head(FeatureStore(r.store), head, gt_json, gt_dir, unseen)
     ref = independent_scores(FeatureStore(r.store), w.double().numpy(), b.double().numpy(), ids,
                              [cats[c].isthing for c in ids], gt_json, gt_dir, unseen)
     assert ref["map50_unseen"] is not None and ref["miou_unseen"] is not None
@@ -411,7 +441,7 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_synth):
     assert curve["offset"].is_monotonic_increasing and len(curve) >= 5
     assert curve["pq_unseen"].iloc[0] == 0.0 and curve["pq_seen"].iloc[-1] == 0.0
     for gamma in (0.0, 1.5):
-        flat, _ = evaluate_head(st, head, gt_json, gt_dir, unseen, InferenceConfig(0.0, seen_offset=gamma))
+        flat, _, _ = evaluate_head(st, head, gt_json, gt_dir, unseen, InferenceConfig(0.0, seen_offset=gamma))
         at = curve[curve["offset"] == gamma].iloc[0]
         assert (at["pq_seen"], at["pq_unseen"]) == pytest.approx((flat["pq_seen"] or 0.0, flat["pq_unseen"] or 0.0))
     for gamma, side in ((1e6, set(ids) - unseen), (-1e6, unseen)):

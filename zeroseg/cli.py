@@ -201,13 +201,18 @@ def train_generator_cmd(
     seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
     embeddings: Path = typer.Argument(..., help="Class embeddings (embed-classes Parquet)."),
     out_file: Path = typer.Argument(..., help="Generator checkpoint to write."),
+    segmenter: Optional[Path] = typer.Option(None, help="Segmenter checkpoint: the joint schedule's head starts from its seen head."),
     params: Path = PARAMS,
 ) -> None:
-    """Train the feature generator (section 'generator')."""
-    from zeroseg.generator.train import GeneratorConfig, train_generator
+    """Train the feature generator (section 'generator'; with schedule joint also the class head, section 'classifier')."""
+    from zeroseg.generator.classifier import ClassifierConfig
+    from zeroseg.generator.config import GeneratorConfig
+    from zeroseg.generator.train import train_generator
 
     with _reported():
-        losses = train_generator(_section(params, "generator", GeneratorConfig), seen_store, embeddings, out_file)
+        cfg = _section(params, "generator", GeneratorConfig)
+        head_cfg = _section(params, "classifier", ClassifierConfig) if cfg.resolved().schedule == "joint" else None
+        losses = train_generator(cfg, seen_store, embeddings, out_file, segmenter=segmenter, head_cfg=head_cfg)
     out.print(f"losses {losses} -> {out_file}")
 
 
@@ -220,6 +225,7 @@ def retrain_classifier_cmd(
     out_file: Path = typer.Argument(..., help="Head checkpoint to write."),
     unseen_features: Optional[Path] = typer.Option(None, help="Store of unseen features (synthesized, or real: oracle)."),
     projection: bool = typer.Option(False, help="Train the projection baseline instead."),
+    generator: Optional[Path] = typer.Option(None, help="The row's generator: a jointly trained one carries the head."),
     params: Path = PARAMS,
 ) -> None:
     """A classifier over seen + unseen + no-object (section 'classifier')."""
@@ -227,7 +233,7 @@ def retrain_classifier_cmd(
 
     with _reported():
         retrain_classifier(_section(params, "classifier", ClassifierConfig), segmenter, seen_store, embeddings,
-                           split_all_json, out_file, unseen_features, projection)
+                           split_all_json, out_file, unseen_features, projection, generator)
     out.print(f"head -> {out_file}")
 
 

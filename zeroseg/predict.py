@@ -22,7 +22,7 @@ from zeroseg.embed.classes import EmbedConfig, embed_categories, read_embeddings
 from zeroseg.errors import DataError
 from zeroseg.evaluate.heads import Head, InferenceConfig, coco_results, segmenter_head
 from zeroseg.features.store import FeatureStore
-from zeroseg.generator.classifier import ClassifierConfig, real_seen_set, retrain_head
+from zeroseg.generator.classifier import ClassifierConfig, SeenRows, UnseenPool, retrain_head
 from zeroseg.generator.train import load_generator, synthesize
 from zeroseg.report import overlay
 from zeroseg.segmenter.data import fit_size, to_canvas
@@ -49,7 +49,7 @@ class ModelFiles:
                    r / "data/split/panoptic_train_all.json", r / "data/features/train_seen")
 
 
-def build_head(files: ModelFiles, new_names: list[str], per_class: int = 200,
+def build_head(files: ModelFiles, new_names: list[str], per_class: int = 1000,
                cfg: ClassifierConfig = ClassifierConfig()) -> tuple[Head, dict[int, str]]:
     """A head over the model's seen + unseen classes + ``new_names``. Returns it and id -> name
     (new classes get ids above the dataset's)."""
@@ -77,8 +77,9 @@ def build_head(files: ModelFiles, new_names: list[str], per_class: int = 200,
     ns = len(space.seen_ids)
     fx, fi = synthesize(gen, emb[ns:], per_class)
     sh = segmenter_head(files.segmenter)
-    seen = real_seen_set(FeatureStore(files.seen_store), space.seen_ids, cfg.min_iou, cfg.no_object_keep, cfg.seed)
-    w, b = retrain_head(cfg, seen, fx, fi, sh.weight, sh.bias, ns, len(ids) - ns)
+    seen = SeenRows(FeatureStore(files.seen_store), space.seen_ids, cfg.min_iou)
+    nu = len(ids) - ns
+    w, b = retrain_head(cfg, seen, UnseenPool(fx, fi, nu), sh.weight, sh.bias, ns, nu)
     return Head(w, b, ids, isthing), names
 
 

@@ -25,9 +25,8 @@ from zeroseg.errors import DataError  # noqa: E402
 if TYPE_CHECKING:
     from zeroseg.evaluate.heads import InferenceConfig
 
-#: (row name in the table, file stem of its metrics) in Table 1's order.
-ROWS = (("projection", "projection"), ("gmmn", "gmmn"), ("primitive", "primitive"),
-        ("primitive+align", "primitive_align"), ("pading", "pading"), ("oracle", "oracle"))
+#: the rows the pictures compare (they must be among params ``heads``)
+PICTURED = ("projection", "pading")
 TASKS = ("pq", "sq", "rq", "map50", "r100", "miou")
 PARTS = ("seen", "unseen", "hm")
 #: calibration-free measures of every row (stage ``evaluate``: the seen–unseen PQ curve)
@@ -56,29 +55,26 @@ def row_file(metrics_dir: str | os.PathLike, stem: str, seed: int) -> Path:
 
 def collect(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int],
             fidelity_dir: str | os.PathLike | None = None, generators: list[str] = ()) -> dict[str, list[dict]]:
-    """row -> one metrics dict per seed, for the rows in ``heads`` in Table 1's order. Projection
+    """row -> one metrics dict per seed, for the rows of params ``heads`` in their order. Projection
     and PADing are required (the pictures compare them); every (row, seed) file must exist. With
     ``fidelity_dir``, the ``generators`` rows also bring their feature-level metrics."""
-    known = {stem for _, stem in ROWS}
-    unknown = sorted(set(heads) - known)
-    if unknown:
-        raise DataError(f"heads: unknown ablation row(s) {unknown}; known: {sorted(known)}")
-    for need in ("projection", "pading"):
+    if len(set(heads)) != len(heads):
+        raise DataError(f"heads: a row is listed twice in {heads}")
+    for need in PICTURED:
         if need not in heads:
             raise DataError(f"heads: the report needs row '{need}'")
     out = {}
-    for row, stem in ROWS:
-        if stem in heads:
-            files = [row_file(metrics_dir, stem, s) for s in seeds]
-            if fidelity_dir is not None and stem in generators:
-                files += [row_file(fidelity_dir, stem, s) for s in seeds]
-            missing = [str(f) for f in files if not f.exists()]
-            if missing:
-                raise DataError(f"metrics of ablation row '{row}' missing: {missing}")
-            runs = [read_json(f, "row metrics") for f in files[:len(seeds)]]
-            for run, f in zip(runs, files[len(seeds):]):
-                run.update(read_json(f, "fidelity metrics"))
-            out[row] = runs
+    for row in heads:
+        files = [row_file(metrics_dir, row, s) for s in seeds]
+        if fidelity_dir is not None and row in generators:
+            files += [row_file(fidelity_dir, row, s) for s in seeds]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise DataError(f"metrics of ablation row '{row}' missing: {missing}")
+        runs = [read_json(f, "row metrics") for f in files[:len(seeds)]]
+        for run, f in zip(runs, files[len(seeds):]):
+            run.update(read_json(f, "fidelity metrics"))
+        out[row] = runs
     return out
 
 
@@ -270,8 +266,8 @@ def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[i
                  "the row's synthetic unseen features, tested on held-out real seen and on real unseen features "
                  "(per-class accuracy).\n\n" + calibration_markdown(summary))
     if diagnostics_dir is not None:
-        tables = {row: pd.read_parquet(row_file(diagnostics_dir, stem, seeds[0]).with_suffix(".parquet"))
-                  for row, stem in ROWS if stem in heads and stem in generators}
+        tables = {row: pd.read_parquet(row_file(diagnostics_dir, row, seeds[0]).with_suffix(".parquet"))
+                  for row in heads if row in generators}
         if tables:
             text += f"\n## Unseen classes, seed {seeds[0]}\n\n" + diagnostics_markdown(tables)
     with _target(out_md, outputs) as tmp:
@@ -347,8 +343,8 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
         urows = _sample_rows(ulab, uiou, sorted(unseen), cfg.tsne_per_class, rng)
         real_unseen = (su.features(urows), ulab[urows])
     synth = {}
-    for row, stem in ROWS:
-        p = Path(synthetic_dir) / f"{stem}-s{seed}"
+    for row in heads:
+        p = Path(synthetic_dir) / f"{row}-s{seed}"
         if p.exists():
             s = FeatureStore(p)
             keep = np.concatenate([np.flatnonzero(s.labels == c)[: cfg.tsne_per_class] for c in np.unique(s.labels)])
@@ -358,28 +354,26 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     written.append(plots / "tsne.png")
     if curves_dir is not None:
         curves, marks = {}, {}
-        for row, stem in ROWS:
-            if stem in heads:
-                curves[row] = pd.read_parquet(row_file(curves_dir, stem, seed).with_suffix(".parquet"))
-                if metrics_dir is not None:
-                    m = read_json(row_file(metrics_dir, stem, seed), "row metrics")
-                    marks[row] = (m.get("pq_seen") or 0.0, m.get("pq_unseen") or 0.0)
+        for row in heads:
+            curves[row] = pd.read_parquet(row_file(curves_dir, row, seed).with_suffix(".parquet"))
+            if metrics_dir is not None:
+                m = read_json(row_file(metrics_dir, row, seed), "row metrics")
+                marks[row] = (m.get("pq_seen") or 0.0, m.get("pq_unseen") or 0.0)
         curves_picture(curves, marks, plots / "seen_unseen_curves.png", outputs)
         written.append(plots / "seen_unseen_curves.png")
     # per-class PQ bars
-    for row in ("projection", "pading"):
-        stem = dict(ROWS)[row]
-        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{stem}-s{seed}.parquet"), row, plots / f"per_class_pq_{stem}.png",
+    for row in PICTURED:
+        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{row}-s{seed}.parquet"), row, plots / f"per_class_pq_{row}.png",
                 outputs)
-        written.append(plots / f"per_class_pq_{stem}.png")
+        written.append(plots / f"per_class_pq_{row}.png")
     # Fig. 6: overlays on validation images that contain an unseen class
     gt = load_panoptic(val_json)
     names = {c: cat.name for c, cat in gt.categories.items()}
     with_unseen = [i for i, a in gt.annotations.items() if any(s["category_id"] in unseen for s in a["segments_info"])]
     pick = set(sorted(with_unseen)[: cfg.overlays])
     preds = {}
-    for row in ("projection", "pading"):
-        head = load_head(Path(heads_dir) / f"{dict(ROWS)[row]}-s{seed}.pt")
+    for row in PICTURED:
+        head = load_head(Path(heads_dir) / f"{row}-s{seed}.pt")
         preds[row] = {i: (p.panoptic_ids, p.panoptic_segments) for i, p in
                       predict_store(FeatureStore(val_store), head, inference or InferenceConfig(), pick, unseen)}
     panels = []

@@ -1,6 +1,6 @@
-"""A head's seen–unseen PQ curve on the stored validation images (one pass over the store,
-every offset of the grid scored on each image) and its area; the offsets and the area are
-defined in :mod:`zeroseg.evaluate.calibration`."""
+"""A head's seen–unseen PQ curve on the stored validation images (every offset of the grid
+scored on each image, in the same pass over the store as the main evaluation) and its area;
+the offsets and the area are defined in :mod:`zeroseg.evaluate.calibration`."""
 
 from __future__ import annotations
 
@@ -11,52 +11,61 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zeroseg.data.panoptic import load_panoptic, read_ids
+from zeroseg.data.panoptic import load_panoptic
 from zeroseg.errors import DataError
 from zeroseg.evaluate.calibration import ausuc, curve_offsets, offset_logits, seen_columns
-from zeroseg.evaluate.heads import Head, stored_queries
+from zeroseg.evaluate.heads import Head, gt_queries
 from zeroseg.evaluate.inference import panoptic_inference
 from zeroseg.features.store import FeatureStore
 from zeroseg.metrics.panoptic import PanopticEvaluator
 
 
+class CurveScorer:
+    """A head's seen–unseen PQ curve, scored image by image beside the main evaluation (one pass
+    over the store: :func:`zeroseg.evaluate.heads.evaluate_head` hands each image's logits and
+    upsampled masks to :meth:`add`). The γ grid is :func:`curve_offsets` of the head's logits
+    on every stored query (no labels)."""
+
+    def __init__(self, store: FeatureStore, head: Head, gt, unseen_ids: set[int], object_threshold: float = 0.5,
+                 overlap_threshold: float = 0.8, points: int = 15, include: Iterable[float] = (0.0,)) -> None:
+        self.seen = seen_columns(head.class_ids, unseen_ids)
+        if not self.seen[:-1].any() or self.seen[:-1].all():
+            raise DataError(f"{store.path}: the head has no {'seen' if not self.seen[:-1].any() else 'unseen'} class: "
+                            "no curve")
+        all_logits = torch.cat([head.logits(torch.from_numpy(f)) for f, _ in store.iter_sequential()])
+        self.grid = curve_offsets(all_logits, self.seen, points, object_threshold, include)
+        self.evaluators = [PanopticEvaluator(gt.categories, unseen_ids) for _ in self.grid]
+        self.head, self.thresholds = head, (object_threshold, overlap_threshold)
+
+    def add(self, image_id: int, gt_ids: np.ndarray, segments_info: list[dict], logits: torch.Tensor,
+            mask_logits: torch.Tensor, mask_probs: torch.Tensor) -> None:
+        """One image: (Q, K + 1) logits, (Q, H, W) mask logits and their sigmoid."""
+        for gamma, ev in zip(self.grid, self.evaluators):
+            probs = offset_logits(logits, self.seen, gamma).softmax(-1)
+            ids, segs = panoptic_inference(probs, mask_logits, self.head.class_ids, self.head.isthing,
+                                           *self.thresholds, mask_probs)
+            ev.add(image_id, gt_ids, segments_info, ids.astype(np.uint32), segs)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per γ: ``offset, pq_seen, pq_unseen, pq_hm``."""
+        rows = []
+        for gamma, ev in zip(self.grid, self.evaluators):
+            flat = ev.result().flat()
+            rows.append({"offset": gamma, "pq_seen": flat["pq_seen"] or 0.0, "pq_unseen": flat["pq_unseen"] or 0.0,
+                         "pq_hm": flat["pq_hm"] or 0.0})
+        return pd.DataFrame(rows)
+
+
 def seen_unseen_curve(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
                       unseen_ids: set[int], object_threshold: float = 0.5, overlap_threshold: float = 0.8,
                       points: int = 15, include: Iterable[float] = (0.0,)) -> pd.DataFrame:
-    """The head's seen–unseen PQ curve on the stored validation images: one row per γ of
-    :func:`curve_offsets` with ``offset, pq_seen, pq_unseen, pq_hm`` (panoptic rule only).
-
-    One pass over the store: each image's masks are upsampled once and every γ of the grid is
-    scored on them."""
+    """The head's seen–unseen PQ curve alone (panoptic rule only): one row per γ of
+    :func:`curve_offsets` with ``offset, pq_seen, pq_unseen, pq_hm``."""
     gt = load_panoptic(gt_json)
-    seen = seen_columns(head.class_ids, unseen_ids)
-    if not seen[:-1].any() or seen[:-1].all():
-        raise DataError(f"{store.path}: the head has no {'seen' if not seen[:-1].any() else 'unseen'} class: no curve")
-    all_logits = torch.cat([head.logits(torch.from_numpy(f)) for f, _ in store.iter_sequential()])
-    grid = curve_offsets(all_logits, seen, points, object_threshold, include)
-    evaluators = [PanopticEvaluator(gt.categories, unseen_ids) for _ in grid]
-    done = set()
-    for image_id, feats, mask_logits in stored_queries(store):
-        ann = gt.annotations.get(image_id)
-        if ann is None:
-            raise DataError(f"{store.path}: image {image_id} is not in {gt_json}")
-        g = read_ids(os.path.join(gt_dir, ann["file_name"]), "ground-truth", image_id)
-        logits, mask_probs = head.logits(feats), mask_logits.sigmoid()
-        for gamma, ev in zip(grid, evaluators):
-            probs = offset_logits(logits, seen, gamma).softmax(-1)
-            ids, segs = panoptic_inference(probs, mask_logits, head.class_ids, head.isthing, object_threshold,
-                                           overlap_threshold, mask_probs)
-            ev.add(image_id, g, ann["segments_info"], ids.astype(np.uint32), segs)
-        done.add(image_id)
-    missing = set(gt.annotations) - done
-    if missing:
-        raise DataError(f"{store.path}: no stored masks for {len(missing)} ground-truth images, e.g. {sorted(missing)[:3]}")
-    rows = []
-    for gamma, ev in zip(grid, evaluators):
-        flat = ev.result().flat()
-        rows.append({"offset": gamma, "pq_seen": flat["pq_seen"] or 0.0, "pq_unseen": flat["pq_unseen"] or 0.0,
-                     "pq_hm": flat["pq_hm"] or 0.0})
-    return pd.DataFrame(rows)
+    scorer = CurveScorer(store, head, gt, unseen_ids, object_threshold, overlap_threshold, points, include)
+    for image_id, g, ann, feats, mask_logits in gt_queries(store, gt, gt_json, gt_dir):
+        scorer.add(image_id, g, ann["segments_info"], head.logits(feats), mask_logits, mask_logits.sigmoid())
+    return scorer.frame()
 
 
 def curve_metrics(curve: pd.DataFrame) -> dict[str, float]:

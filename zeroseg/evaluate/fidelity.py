@@ -158,7 +158,7 @@ def generator_fidelity(cfg: FidelityConfig, seen_store: str | os.PathLike, unsee
     """Flat metrics ``feat_acc_seen/unseen/hm`` and ``mmd_unseen`` (mean over unseen classes of
     mmd2(synthetic, real)), and a per-class table (category_id, name, split, acc, n_test; unseen
     rows also mmd, ratio and, with ``head`` (a ``Head``), ``predicted``)."""
-    from zeroseg.features.store import NO_OBJECT, FeatureStore
+    from zeroseg.features.store import NO_OBJECT, VIEW_STRIDE, FeatureStore
 
     seen, unseen, synth = FeatureStore(seen_store), FeatureStore(unseen_store), FeatureStore(synthetic_store)
     if "seen_ids" not in synth.meta or "unseen_ids" not in synth.meta:
@@ -170,11 +170,11 @@ def generator_fidelity(cfg: FidelityConfig, seen_store: str | os.PathLike, unsee
             raise DataError(f"{st.path}: features of dim {st.dim}, {synth.path} has {synth.dim}")
     rng = np.random.default_rng(cfg.seed)
     # real seen: a seeded share of the images held out, capped rows per class on each side
-    images = seen.index["image_id"].to_numpy()
+    images = pd.unique(seen.index["image_id"].to_numpy() % VIEW_STRIDE)  # augmented views go with their image
     held = images[rng.permutation(len(images))[:max(1, round(cfg.holdout * len(images)))]]
     lab, iou = seen.labels, seen.column("mask_iou")
     ok = np.flatnonzero(np.isin(lab, seen_ids) & (lab != NO_OBJECT) & (iou >= cfg.min_iou))
-    is_test = np.isin(seen.column("image_id")[ok], held)
+    is_test = np.isin(seen.source_image_ids()[ok], held)
     tr_rows, te_rows = _take(ok[~is_test], lab, seen_ids, cfg.max_per_class, rng), _take(ok[is_test], lab, seen_ids, cfg.max_per_class, rng)
     if not len(tr_rows) or not len(te_rows):
         raise DataError(f"{seen.path}: no matched seen features (IoU >= {cfg.min_iou}) for {'training' if not len(tr_rows) else 'testing'}")
@@ -189,7 +189,7 @@ def generator_fidelity(cfg: FidelityConfig, seen_store: str | os.PathLike, unsee
     if not len(u_rows):
         raise DataError(f"{unseen.path}: no real features of the unseen classes {unseen_ids} (IoU >= {cfg.min_iou})")
     u_x, u_y = unseen.features(u_rows), ulab[u_rows]
-    s_rows = np.flatnonzero(np.isin(synth.labels, unseen_ids))
+    s_rows = _take(np.flatnonzero(np.isin(synth.labels, unseen_ids)), synth.labels, unseen_ids, cfg.max_per_class, rng)
     missing = sorted(set(unseen_ids) - set(synth.labels[s_rows].tolist()))
     if missing:
         raise DataError(f"{synth.path}: no synthetic features of the unseen classes {missing}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from zeroseg.data.panoptic import load_panoptic, read_ids
@@ -68,9 +69,15 @@ class InferenceConfig:
                 unseen_ids: set[int] | frozenset[int] = frozenset()) -> UniversalPrediction:
         """(Q, D) query features, (Q, H, W) mask logits -> the three rules' outputs; the seen
         offset applies to heads with both seen and unseen outputs (``unseen_ids``)."""
-        probs = offset_logits(head.logits(feats), seen_columns(head.class_ids, unseen_ids), self.seen_offset).softmax(-1)
+        return self.predict_logits(head, head.logits(feats), mask_logits, unseen_ids)
+
+    def predict_logits(self, head: "Head", logits: torch.Tensor, mask_logits: torch.Tensor,
+                       unseen_ids: set[int] | frozenset[int] = frozenset(),
+                       mask_probs: torch.Tensor | None = None) -> UniversalPrediction:
+        """:meth:`predict` from the head's (Q, K + 1) logits (and the masks' sigmoid, if computed)."""
+        probs = offset_logits(logits, seen_columns(head.class_ids, unseen_ids), self.seen_offset).softmax(-1)
         return universal_inference(probs, mask_logits, head.class_ids, head.isthing,
-                                   self.object_threshold, self.overlap_threshold, self.instance_topk)
+                                   self.object_threshold, self.overlap_threshold, self.instance_topk, mask_probs)
 
 
 def stored_queries(store: FeatureStore, only: set[int] | None = None
@@ -104,26 +111,48 @@ def predict_store(store: FeatureStore, head: Head, cfg: InferenceConfig = Infere
         yield image_id, cfg.predict(head, feats, logits, unseen_ids)
 
 
-def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
-                  unseen_ids: set[int] | None, cfg: InferenceConfig = InferenceConfig(),
-                  instances_gt: str | os.PathLike | None = None) -> tuple[dict, list[dict]]:
-    """Universal metrics (flat) and the PQ per-class table of ``head`` on the stored images;
-    ``instances_gt`` (a COCO instances JSON) replaces the panoptic things as the mAP ground truth."""
-    gt = load_panoptic(gt_json)
-    ev = UniversalEvaluator.for_ground_truth(gt, unseen_ids, instances_gt)
+def gt_queries(store: FeatureStore, gt, gt_json: str | os.PathLike, gt_dir: str | os.PathLike
+               ) -> Iterator[tuple[int, np.ndarray, dict, torch.Tensor, torch.Tensor]]:
+    """(image_id, ground-truth segment ids, its annotation, (Q, D) features, (Q, H, W) mask logits)
+    for every stored image; every ground-truth image must be stored, every stored one annotated."""
     done = set()
-    for image_id, pred in predict_store(store, head, cfg, unseen_ids=unseen_ids or frozenset()):
+    for image_id, feats, mask_logits in stored_queries(store):
         ann = gt.annotations.get(image_id)
         if ann is None:
             raise DataError(f"{store.path}: image {image_id} is not in {gt_json}")
-        g = read_ids(Path(gt_dir) / ann["file_name"], "ground-truth", image_id)
-        ev.add(image_id, g, ann["segments_info"], pred.panoptic_ids.astype(np.uint32), pred.panoptic_segments,
-               pred.semantic, coco_results(image_id, pred))
+        yield image_id, read_ids(Path(gt_dir) / ann["file_name"], "ground-truth", image_id), ann, feats, mask_logits
         done.add(image_id)
     missing = set(gt.annotations) - done
     if missing:
         raise DataError(f"{store.path}: no stored masks for {len(missing)} ground-truth images, e.g. {sorted(missing)[:3]}")
-    return ev.metrics(), ev.panoptic.result().table()
+
+
+def evaluate_head(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
+                  unseen_ids: set[int] | None, cfg: InferenceConfig = InferenceConfig(),
+                  instances_gt: str | os.PathLike | None = None, curve: bool = False
+                  ) -> tuple[dict, list[dict], pd.DataFrame | None]:
+    """Universal metrics (flat) and the PQ per-class table of ``head`` on the stored images;
+    ``instances_gt`` (a COCO instances JSON) replaces the panoptic things as the mAP ground truth.
+    With ``curve``, the head's seen–unseen PQ curve (``cfg.curve_points`` offsets + the table's
+    γ + both ends) is scored in the same pass; else the third value is None."""
+    from zeroseg.evaluate.curve import CurveScorer
+
+    gt = load_panoptic(gt_json)
+    ev = UniversalEvaluator.for_ground_truth(gt, unseen_ids, instances_gt)
+    scorer = None
+    if curve:
+        scorer = CurveScorer(store, head, gt, unseen_ids or set(), cfg.object_threshold, cfg.overlap_threshold,
+                             cfg.curve_points, include=(cfg.seen_offset,))
+    unseen = unseen_ids or frozenset()
+    for image_id, g, ann, feats, mask_logits in gt_queries(store, gt, gt_json, gt_dir):
+        logits = head.logits(feats)
+        mask_probs = mask_logits.sigmoid()
+        pred = cfg.predict_logits(head, logits, mask_logits, unseen, mask_probs)
+        ev.add(image_id, g, ann["segments_info"], pred.panoptic_ids.astype(np.uint32), pred.panoptic_segments,
+               pred.semantic, coco_results(image_id, pred))
+        if scorer is not None:
+            scorer.add(image_id, g, ann["segments_info"], logits, mask_logits, mask_probs)
+    return ev.metrics(), ev.panoptic.result().table(), (scorer.frame() if scorer is not None else None)
 
 
 def coco_results(image_id: int, pred: UniversalPrediction) -> list[dict]:
@@ -155,6 +184,6 @@ def evaluate_segmenter(checkpoint: str | os.PathLike, store: str | os.PathLike, 
                        gt_dir: str | os.PathLike, split_categories_json: str | os.PathLike,
                        cfg: InferenceConfig = InferenceConfig(), instances_gt: str | os.PathLike | None = None) -> dict:
     """Universal metrics of the segmenter alone (it can only predict seen classes)."""
-    flat, _ = evaluate_head(FeatureStore(store), segmenter_head(checkpoint), gt_json, gt_dir,
+    flat, _, _ = evaluate_head(FeatureStore(store), segmenter_head(checkpoint), gt_json, gt_dir,
                             unseen_from_split(split_categories_json), cfg, instances_gt)
     return flat

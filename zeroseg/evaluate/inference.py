@@ -158,9 +158,10 @@ class UniversalPrediction:
 
 def universal_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
                         isthing: list[bool], object_threshold: float = 0.5, overlap_threshold: float = 0.8,
-                        topk: int = 100) -> UniversalPrediction:
-    """All three rules on the same (Q, K + 1) probabilities and (Q, H, W) mask logits."""
-    mask_probs = mask_logits.sigmoid()
+                        topk: int = 100, mask_probs: torch.Tensor | None = None) -> UniversalPrediction:
+    """All three rules on the same (Q, K + 1) probabilities and (Q, H, W) mask logits (and their
+    sigmoid ``mask_probs``, computed here when not given)."""
+    mask_probs = mask_logits.sigmoid() if mask_probs is None else mask_probs
     ids, segs = panoptic_inference(class_probs, mask_logits, class_ids, isthing, object_threshold, overlap_threshold,
                                    mask_probs)
     return UniversalPrediction(ids, segs, instance_inference(class_probs, mask_logits, class_ids, isthing, topk, mask_probs),

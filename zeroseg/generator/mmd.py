@@ -1,4 +1,5 @@
-"""Multi-bandwidth maximum mean discrepancy (the GMMN generation loss)."""
+"""Multi-bandwidth maximum mean discrepancy (the GMMN generation loss), in the paper's form
+and in the official code's form (``generator.mmd``: paper | official)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 
 def mmd(x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
-    """MMD² between x (n, d) and y (m, d) with k(f, f') = Σ_σ exp(−‖f − f'‖² / (2σ²)).
+    """MMD² between x (n, d) and y (m, d) with k(f, f') = Σ_σ exp(−‖f − f'‖² / (2σ²)) (the paper).
 
     Means over pairs (the biased estimator): exactly 0 when the two sets are identical,
     > 0 otherwise (the Gaussian kernel is characteristic)."""
@@ -17,3 +18,15 @@ def mmd(x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float]) -> torch.Tens
     k = sum(torch.exp(-d2 / (2 * s * s)) for s in sigmas)
     n = x.shape[0]
     return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+
+
+def mmd_official(x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """The official code's MMD (PADing ``GMMNLoss.moment_loss``) between x (n, d) and y (m, d):
+    sqrt(Σ_σ [mean k_σ(x, x) + mean k_σ(y, y) − 2 mean k_σ(x, y)]) with k_σ(f, f') =
+    exp(−‖f − f'‖² / (2σ)): σ divides the squared distance once (a Gaussian of variance σ)."""
+    xy = torch.cat([x, y])
+    d2 = torch.cdist(xy, xy).pow(2)
+    k = sum(torch.exp(-d2 / (2 * s)) for s in sigmas)
+    n = x.shape[0]
+    sq = k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+    return sq.clamp(min=1e-12).sqrt()  # the floor only keeps the gradient finite for identical sets
