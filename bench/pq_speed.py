@@ -41,12 +41,12 @@ def main() -> None:
 
     from zeroseg.metrics.panoptic import pq_files
     from zeroseg.metrics.perturb import perturb_folder
-    from zeroseg.synth import SynthConfig, generate
+    from zeroseg.benchmark import BenchmarkConfig, generate
 
     tmp = Path(tempfile.mkdtemp(prefix="pq_speed-"))
     gt_json = ROOT.parent / "shared/data/coco-mini/annotations/panoptic_train2017.json"
     if not gt_json.exists():
-        generate(SynthConfig(image_size=256, train_images=100, val_images=0), tmp / "synth")
+        generate(BenchmarkConfig(image_size=256, train_images=100, val_images=0), tmp / "synth")
         gt_json = tmp / "synth/annotations/panoptic_train.json"
     gt_dir = gt_json.with_suffix("")
     pred_json, pred_dir = perturb_folder(gt_json, gt_dir, tmp / "pred", seed=1)

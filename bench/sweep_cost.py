@@ -30,7 +30,8 @@ from zeroseg.config import load_section
 from zeroseg.features.dump import match_image
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
 from zeroseg.generator.config import GeneratorConfig
-from zeroseg.generator.train import ClassSpace, GeneratorTrainer
+from zeroseg.embed.space import ClassSpace
+from zeroseg.generator.train import GeneratorTrainer
 from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model, query_features
 
 PARAMS = Path(__file__).resolve().parents[1] / "pipelines" / "coco-panoptic" / "params.yaml"

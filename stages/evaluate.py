@@ -12,9 +12,10 @@ import pandas as pd
 
 from zeroseg import stage
 from zeroseg.evaluate.curve import curve_metrics
-from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
+from zeroseg.data.classes import unseen_from_split
+from zeroseg.evaluate.score import InferenceConfig, evaluate_head
 from zeroseg.features.store import FeatureStore
-from zeroseg.generator.classifier import load_head
+from zeroseg.head.model import load_head
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from zeroseg import stage
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
-from zeroseg.generator.classifier import load_head
+from zeroseg.head.model import load_head
 
 
 def main() -> None:

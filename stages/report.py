@@ -1,4 +1,4 @@
-"""Stage report: the ablation rows (params `heads`) over the ablation seeds (params `seeds`) ->
+"""Stage report: the ablation rows (params `baselines` and `generators`) over the ablation seeds (params `seeds`) ->
 metrics/zero_shot.json (HM per task, the seen–unseen curve's area and the feature-level HM,
 mean/std, e.g. pading.pq_hm.mean), the full tables as JSON and markdown (every cell, mean ± std;
 the unseen-class diagnostics of the generator rows, params `generators`), and the pictures
@@ -13,7 +13,7 @@ import argparse
 
 from zeroseg import stage
 from zeroseg.atomic import atomic_outputs
-from zeroseg.evaluate.heads import InferenceConfig
+from zeroseg.evaluate.score import InferenceConfig
 from zeroseg.report import ReportConfig, collect, make_pictures, write_report
 
 
@@ -24,17 +24,17 @@ def main() -> None:
                  "out_json", "out_full_json", "out_md", "plots_dir"):
         ap.add_argument(name)
     a = ap.parse_args()
-    seeds, heads, cfg = stage.seeds(), stage.value("heads"), stage.section("report", ReportConfig)
-    generators = [g for g in stage.value("generators") if g in heads]
+    seeds, cfg = stage.seeds(), stage.section("report", ReportConfig)
+    rows, generators = stage.rows()
     inference = stage.section("inference", InferenceConfig)
-    collect(a.metrics_dir, heads, seeds, a.fidelity_dir, generators)  # missing or unknown rows fail before the pictures
+    collect(a.metrics_dir, rows, seeds, a.fidelity_dir, generators)  # missing or unknown rows fail before the pictures
     # every output committed together, the headline metric last: an interrupted report leaves
     # each output absent or complete, never a new metric beside an old picture (or the reverse)
     with atomic_outputs() as outs:
         make_pictures(cfg, a.per_class_dir, a.heads_dir, a.synthetic_dir, a.seen_store, a.val_store, a.val_json,
                       a.val_images, a.split_all_json, a.plots_dir, seeds[0], outs, a.unseen_store, a.curves_dir,
-                      a.metrics_dir, heads, inference)
-        write_report(a.metrics_dir, heads, seeds, a.out_json, a.out_full_json, a.out_md, outs, a.fidelity_dir,
+                      a.metrics_dir, rows, inference)
+        write_report(a.metrics_dir, rows, seeds, a.out_json, a.out_full_json, a.out_md, outs, a.fidelity_dir,
                      generators, a.diagnostics_dir)
 
 

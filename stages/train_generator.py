@@ -14,7 +14,7 @@ import yaml
 
 from zeroseg import stage
 from zeroseg.config import from_dict
-from zeroseg.generator.classifier import ClassifierConfig
+from zeroseg.head.train import ClassifierConfig
 from zeroseg.generator.config import GeneratorConfig, params_dict
 from zeroseg.generator.train import train_generator
 

@@ -50,20 +50,20 @@ def coco_mini() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_synth(tmp_path_factory) -> Path:
+def tiny_benchmark(tmp_path_factory) -> Path:
     """A small embedded benchmark (shared by tests that only read it)."""
-    from zeroseg.synth import SynthConfig, generate
+    from zeroseg.benchmark import BenchmarkConfig, generate
 
     out = tmp_path_factory.mktemp("synth") / "synth"
-    generate(SynthConfig(seed=3, image_size=64, train_images=40, val_images=12), out)
+    generate(BenchmarkConfig(seed=3, image_size=64, train_images=40, val_images=12), out)
     return out
 
 
 @pytest.fixture
-def synth_copy(tiny_synth, tmp_path) -> Path:
+def benchmark_copy(tiny_benchmark, tmp_path) -> Path:
     """A private, writable copy of the small benchmark (for tests that corrupt it)."""
     dst = tmp_path / "synth"
-    shutil.copytree(tiny_synth, dst)
+    shutil.copytree(tiny_benchmark, dst)
     return dst
 
 

@@ -125,9 +125,10 @@ def independent_scores(store, weight: np.ndarray, bias: np.ndarray, class_ids: l
 
 def main(argv: list[str]) -> int:
     """Compare zeroseg's evaluation of a head with the independent one; exit 1 on a difference > 1e-3."""
-    from zeroseg.evaluate.heads import evaluate_head, unseen_from_split
+    from zeroseg.data.classes import unseen_from_split
+    from zeroseg.evaluate.score import evaluate_head
     from zeroseg.features.store import FeatureStore
-    from zeroseg.generator.classifier import load_head
+    from zeroseg.head.model import load_head
 
     head_path, store_path, gt_json, gt_dir, split_json = argv
     head, store, unseen = load_head(head_path), FeatureStore(store_path), unseen_from_split(split_json)

@@ -114,6 +114,6 @@ def test_every_pipeline_is_the_shared_definition_with_complete_params():
             assert not (d / "dvc.yaml").is_symlink(), d
             assert (d / "dvc.yaml").read_text().endswith(template.read_text()), f"{d}: run python pipelines/sync.py"
             params = yaml.safe_load((d / "params.yaml").read_text())
-            assert sections | {"repo", "launch", "generators", "heads"} <= set(params), (d, sections - set(params))
+            assert sections | {"repo", "launch", "generators", "baselines"} <= set(params), (d, sections - set(params))
             assert (d / params["repo"] / "stages" / "prepare.py").exists(), d
-            assert {"projection", "pading"} <= set(params["heads"]) and "pading" in params["generators"]
+            assert params["baselines"] == ["projection"] and "pading" in params["generators"]

@@ -7,8 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import COCO_JSON, WORD_VECTORS, write_json
-from zeroseg.embed.classes import EmbedConfig, embed_classes, read_embeddings
-from zeroseg.embed.names import clean_name, synonyms
+from zeroseg.embed.classes import EmbedConfig, embed_classes
+from zeroseg.embed.space import read_embeddings
+from zeroseg.data.names import clean_name, synonyms
 from zeroseg.embed.table import load_table, match_table
 from zeroseg.embed.text import clip_encoder, l2n
 from zeroseg.errors import ConfigError, DataError
@@ -36,8 +37,8 @@ def _check(df, vecs, dim, n):
     assert df["category_id"].is_unique
 
 
-def test_minilm_glove_attributes_on_synth(tiny_synth, tmp_path):
-    js = tiny_synth / "annotations" / "panoptic_train.json"
+def test_minilm_glove_attributes_on_synth(tiny_benchmark, tmp_path):
+    js = tiny_benchmark / "annotations" / "panoptic_train.json"
     n = len(json.loads(js.read_text())["categories"])
     for source, dim in (("minilm", 384), ("glove", 50), ("attributes", 768), ("minilm+glove", 434)):
         out = tmp_path / f"{source}.parquet"
@@ -210,10 +211,10 @@ def test_clip_needs_a_model(tmp_path):
         clip_encoder(str(tmp_path / "nope"))
 
 
-def test_cli_embed_classes(tiny_synth, tmp_path):
+def test_cli_embed_classes(tiny_benchmark, tmp_path):
     from zeroseg.cli import app
 
-    js = tiny_synth / "annotations" / "panoptic_train.json"
+    js = tiny_benchmark / "annotations" / "panoptic_train.json"
     r = CliRunner().invoke(app, ["embed-classes", str(js), "--source", "glove", "--out", str(tmp_path / "e.parquet")])
     assert r.exit_code == 0, r.output
     assert read_embeddings(tmp_path / "e.parquet")[1].shape[1] == 50

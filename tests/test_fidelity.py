@@ -6,7 +6,7 @@ import torch
 
 from zeroseg.errors import ConfigError, DataError
 from zeroseg.evaluate.fidelity import FidelityConfig, feature_gzsl, generator_fidelity, mmd2, placement_ratio
-from zeroseg.evaluate.heads import Head
+from zeroseg.head.model import Head
 from zeroseg.features.store import ShardWriter, finalize_store
 
 SEEN, UNSEEN = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]

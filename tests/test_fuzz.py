@@ -29,7 +29,7 @@ from zeroseg.errors import ZerosegError
 from zeroseg.metrics.panoptic import pq_files
 from zeroseg.metrics.perturb import perturb_folder
 from zeroseg.split import split_dataset
-from zeroseg.synth import SynthConfig, generate
+from zeroseg.benchmark import BenchmarkConfig, generate
 
 MAX_ID = 256**3 - 1  # the largest segment id an RGB pixel holds
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None, print_blob=False, phases=[Phase.explicit, Phase.generate],
@@ -44,7 +44,7 @@ def world(tmp_path_factory) -> Path:
     the val images, and a small vector table in each format."""
     root = tmp_path_factory.mktemp("fuzz")
     synth = root / "synth"
-    generate(SynthConfig(seed=1, image_size=32, train_images=3, val_images=3), synth)
+    generate(BenchmarkConfig(seed=1, image_size=32, train_images=3, val_images=3), synth)
     val = synth / "annotations" / "panoptic_val.json"
     perturb_folder(val, val.with_suffix(""), synth / "pred", seed=0, strength=0.3)
     tables = synth / "tables"
@@ -269,7 +269,7 @@ def test_split_on_corrupted_dataset(world, data):
         js = c.ann / "panoptic_train.json"
         corruptions = corrupt_dataset(data, js)
         out = c.dir / "out"
-        res = clean_failure_or_result(lambda: split_dataset(js, "synth-default", out), corruptions, out)
+        res = clean_failure_or_result(lambda: split_dataset(js, "benchmark-default", out), corruptions, out)
         if res is not None:
             assert res.seen_json.exists() and res.manifest.exists()
 
@@ -341,7 +341,7 @@ def test_cli_exit_code_on_corrupted_input(world, data):
         command = data.draw(st.sampled_from(["split", "pq"]))
         corruptions = corrupt_dataset(data, js if command == "split" else pred)
         out = c.dir / "out"
-        args = (["split", str(js), "--unseen", "synth-default", "--out", str(out)] if command == "split" else
+        args = (["split", str(js), "--unseen", "benchmark-default", "--out", str(out)] if command == "split" else
                 ["pq", str(val), str(val.with_suffix("")), str(pred), str(pred.with_suffix("")), "--json", str(out)])
         r = CliRunner().invoke(app, args)
         assert r.exit_code in (0, 2), (r.output, r.exception)
@@ -359,7 +359,7 @@ def test_cli_exit_code_2_on_a_corrupted_dataset(world):
         d = json.loads(js.read_text())
         d["images"][1]["height"] = "32"
         js.write_text(json.dumps(d))
-        r = CliRunner().invoke(app, ["split", str(js), "--unseen", "synth-default", "--out", str(c.dir / "out")])
+        r = CliRunner().invoke(app, ["split", str(js), "--unseen", "benchmark-default", "--out", str(c.dir / "out")])
         assert r.exit_code == 2, r.output
         assert f"{js}: images[1] (id 2).height must be an integer, got '32'" in r.output
         no_output(c.dir / "out")

@@ -3,16 +3,18 @@ import pandas as pd
 import pytest
 import torch
 
-from zeroseg.errors import ConfigError, DataError
+from zeroseg.errors import DataError
 from zeroseg.features.store import ShardWriter, finalize_store
 from zeroseg.generator.align import alignment_loss
 from zeroseg.features.store import FeatureStore
-from zeroseg.generator.classifier import ClassifierConfig, SeenRows, UnseenPool, retrain_head
+from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head
 from zeroseg.generator.disentangle import Disentangler
 from zeroseg.generator.mmd import mmd
 from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator
 from zeroseg.generator.config import GeneratorConfig
-from zeroseg.generator.train import class_space, joint_head, load_generator, synthesize, train_generator
+from zeroseg.embed.space import class_space
+from zeroseg.generator.checkpoint import joint_head, load_generator, synthesize
+from zeroseg.generator.train import train_generator
 
 
 @pytest.mark.parametrize("gen", [GMMNGenerator(12, 8, hidden=32, noise_dim=12),
@@ -110,10 +112,11 @@ def test_train_generator_deterministic(tmp_path, flags):
     assert all(torch.equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
     gen, cfg2, space = load_generator(tmp_path / "a.pt")
     assert cfg2 == cfg.resolved() and space.unseen_ids == [4, 5]
-    joint = joint_head(tmp_path / "a.pt", space.all_ids)
+    joint = joint_head(tmp_path / "a.pt")
     assert (joint is not None) == (cfg.resolved().schedule == "joint")
     if joint is not None:
-        assert joint[0].shape == (6, 8) and torch.equal(joint[0], b["joint_head"]["weight"])
+        assert joint.weight.shape == (6, 8) and torch.equal(joint.weight, b["joint_head"]["weight"])
+        assert joint.class_ids == space.all_ids
     x, idx = synthesize(gen, space.emb, 3)
     assert x.shape == (15, 8) and np.isfinite(x).all()
 
@@ -141,7 +144,7 @@ def test_cli_train_generator_calls_the_same_function(tmp_path):
     from typer.testing import CliRunner
 
     from zeroseg.cli import app
-    from zeroseg.generator.train import params_dict
+    from zeroseg.generator.config import params_dict
 
     st, emb = _store(tmp_path), _emb(tmp_path, ROWS)
     p = params_dict(GeneratorConfig(**SMALL))

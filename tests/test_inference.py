@@ -9,7 +9,7 @@ import torch
 
 from zeroseg.data.panoptic import Category
 from zeroseg.evaluate.inference import instance_inference, panoptic_inference, semantic_inference
-from zeroseg.metrics.instance import encode_masks
+from zeroseg.data.instances import encode_masks
 from zeroseg.metrics.universal import UniversalEvaluator
 
 CLASS_IDS = [10, 20, 30, 40]  # 30 is stuff

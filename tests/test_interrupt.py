@@ -2,7 +2,7 @@
 
 Each test runs a stage's script in a process of its own — the `cmd` of dvc.yaml (prepare: of
 pipelines/coco-pipeline.yaml) — in a tmp working folder with a params.yaml and tiny inputs
-(synth, prepare, split: a fresh `python SCRIPT ARGS`; the torch stages: a child forked from
+(benchmark, prepare, split: a fresh `python SCRIPT ARGS`; the torch stages: a child forked from
 a server that has done their imports once, see FORK_SERVER):
 
 1. uninterrupted, from a clean folder: the reference outputs and the folder's listing;
@@ -46,16 +46,16 @@ COCO_STAGES = yaml.safe_load((ROOT / "pipelines" / "coco-pipeline.yaml").read_te
 ROW, SEED = "pading", 0  # the matrix item the per-row stages are run for
 
 PARAMS = {
-    "synth": {"seed": 0, "image_size": 32, "train_images": 4, "val_images": 2},
-    "split": {"unseen": "synth-default"},
+    "benchmark": {"seed": 0, "image_size": 32, "train_images": 4, "val_images": 2},
+    "split": {"unseen": "benchmark-default"},
     "dump": {"batch_size": 4, "dtype": "float32", "chunk_rows": 32},
     "synthesize": {"per_class": 8},
-    "classifier": {"epochs": 2, "batch_size": 64, "min_iou": 0.0},
+    "classifier": {"iterations": 20, "images_per_batch": 2},
     "inference": {"object_threshold": 0.5, "curve_points": 4},
     "fidelity": {"min_iou": 0.0, "max_per_class": 20, "mmd_samples": 10},
     "report": {"tsne_per_class": 5, "overlays": 2},
     "seeds": [SEED],
-    "heads": ["projection", ROW],
+    "baselines": ["projection"],
     "generators": {ROW: "arch=primitive align=true disentangle=true"},
 }
 
@@ -80,18 +80,22 @@ def stage_command(name: str, stages: dict = ROOT_STAGES, **subst: str) -> tuple[
 # ---- the inputs every stage reads, built once in-process --------------------------------
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_synth) -> Path:
+def world(tmp_path_factory, tiny_benchmark) -> Path:
     """The root pipeline's data/ and metrics/ layout (dvc.yaml paths), tiny: the benchmark of
-    conftest's tiny_synth, an untrained TINY segmenter, its dumps, random class embeddings, a 5-step
+    conftest's tiny_benchmark, an untrained TINY segmenter, its dumps, random class embeddings, a 5-step
     generator, its synthetic store, projection + PADing heads and their scores."""
     from zeroseg.evaluate.curve import curve_metrics
     from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
-    from zeroseg.evaluate.heads import InferenceConfig, evaluate_head, unseen_from_split
+    from zeroseg.data.classes import unseen_from_split
+    from zeroseg.evaluate.score import InferenceConfig, evaluate_head
     from zeroseg.features.dump import DumpConfig, dump_features
     from zeroseg.features.store import FeatureStore
-    from zeroseg.generator.classifier import ClassifierConfig, load_head, retrain_classifier
+    from zeroseg.head.model import load_head
+    from zeroseg.head.retrain import retrain_classifier
+    from zeroseg.head.train import ClassifierConfig
     from zeroseg.generator.synthesize import SynthesizeConfig, synthesize_store
-    from zeroseg.generator.train import GeneratorConfig, train_generator
+    from zeroseg.generator.config import GeneratorConfig
+    from zeroseg.generator.train import train_generator
     from zeroseg.data.panoptic import load_panoptic
     from zeroseg.segmenter.data import seen_classes
     from zeroseg.segmenter.model import SegmenterConfig, build_model, save_checkpoint
@@ -99,18 +103,18 @@ def world(tmp_path_factory, tiny_synth) -> Path:
 
     w = tmp_path_factory.mktemp("world")
     (w / "data").mkdir()
-    os.symlink(tiny_synth, w / "data/synth")
-    ann = w / "data/synth/annotations"
-    split = split_dataset(ann / "panoptic_train.json", "synth-default", w / "data/split")
+    os.symlink(tiny_benchmark, w / "data/benchmark")
+    ann = w / "data/benchmark/annotations"
+    split = split_dataset(ann / "panoptic_train.json", "benchmark-default", w / "data/split")
     ck = w / "data/segmenter/model.pt"  # untrained (its training is tested elsewhere): the stages only read it
     classes = seen_classes(load_panoptic(split.seen_json))
     torch.manual_seed(0)
     save_checkpoint(ck, build_model(SegmenterConfig(**TINY), len(classes)), SegmenterConfig(**TINY), classes, 0)
-    dump_features(ck, split.seen_json, w / "data/synth/train", w / "data/features/train_seen", DumpConfig(batch_size=8),
+    dump_features(ck, split.seen_json, w / "data/benchmark/train", w / "data/features/train_seen", DumpConfig(batch_size=8),
                   ann / "panoptic_train", show_progress=False)
-    dump_features(ck, split.unseen_json, w / "data/synth/train", w / "data/features/train_unseen", DumpConfig(batch_size=8),
+    dump_features(ck, split.unseen_json, w / "data/benchmark/train", w / "data/features/train_unseen", DumpConfig(batch_size=8),
                   ann / "panoptic_train", show_progress=False)
-    dump_features(ck, ann / "panoptic_val.json", w / "data/synth/val", w / "data/features/val", DumpConfig(batch_size=8),
+    dump_features(ck, ann / "panoptic_val.json", w / "data/benchmark/val", w / "data/features/val", DumpConfig(batch_size=8),
                   ann / "panoptic_val", keep_masks=True, show_progress=False)
     rows = [(c["id"], c["split"]) for c in read_json(split.all_json)["categories"]]
     (w / "data/embed").mkdir()
@@ -240,8 +244,8 @@ for line in sys.stdin:
     _, status = os.waitpid(pid, 0)
     print(os.waitstatus_to_exitcode(status), flush=True)
 """
-PRELOAD = ("zeroseg.stage", "zeroseg.features.dump", "zeroseg.generator.classifier", "zeroseg.generator.synthesize",
-           "zeroseg.evaluate.heads", "zeroseg.evaluate.curve", "zeroseg.evaluate.fidelity", "sklearn.linear_model", "zeroseg.segmenter.model", "zeroseg.report", "sklearn.manifold", "pandas",
+PRELOAD = ("zeroseg.stage", "zeroseg.features.dump", "zeroseg.head.train", "zeroseg.generator.synthesize",
+           "zeroseg.evaluate.score", "zeroseg.evaluate.curve", "zeroseg.evaluate.fidelity", "sklearn.linear_model", "zeroseg.segmenter.model", "zeroseg.report", "sklearn.manifold", "pandas",
            "pyarrow.parquet", "transformers.models.mask2former.modeling_mask2former",
            "transformers.models.resnet.modeling_resnet")  # transformers imports its models lazily
 
@@ -294,20 +298,20 @@ def check_interrupts(run, work: Path, argv: list[str], outs: list[str], kills: t
 
 # ---- the stages --------------------------------------------------------------------------
 
-def test_synth(tmp_path):
+def test_benchmark(tmp_path):
     """6 images; kills after the 2nd image and after everything is written (before the rename)."""
-    argv, outs = stage_command("synth")
+    argv, outs = stage_command("benchmark")
     check_interrupts(run_fresh, workdir(tmp_path, None, []), argv, outs, kills=(2, 9))
 
 
-def test_prepare(tmp_path, tiny_synth):
+def test_prepare(tmp_path, tiny_benchmark):
     """COCO pipelines' prepare, format panoptic, on the tiny benchmark in COCO's layout (no
     ../shared needed): kills after the val JSON and after the folder is complete, before the metric."""
     argv, outs = stage_command("prepare", COCO_STAGES, repo=ROOT)
-    ann = tiny_synth / "annotations"
+    ann = tiny_benchmark / "annotations"
     params = {"prepare": {"format": "panoptic", "train_annotations": str(ann / "panoptic_train.json"),
-                          "val_annotations": str(ann / "panoptic_val.json"), "train_images": str(tiny_synth / "train"),
-                          "val_images": str(tiny_synth / "val")}}
+                          "val_annotations": str(ann / "panoptic_val.json"), "train_images": str(tiny_benchmark / "train"),
+                          "val_images": str(tiny_benchmark / "val")}}
     assert outs == ["data/coco", "metrics/prepare.json"]
     check_interrupts(run_fresh, workdir(tmp_path, None, [], params), argv, outs, kills=(2, 6))
 
@@ -318,7 +322,7 @@ def test_prepare(tmp_path, tiny_synth):
 ])
 def test_split(tmp_path, world, kill):
     argv, outs = stage_command("split")
-    check_interrupts(run_fresh, workdir(tmp_path, world, ["data/synth"]), argv, outs, kills=(kill,))
+    check_interrupts(run_fresh, workdir(tmp_path, world, ["data/benchmark"]), argv, outs, kills=(kill,))
 
 
 def test_dump_features(tmp_path, world, run_forked):
@@ -326,7 +330,7 @@ def test_dump_features(tmp_path, world, run_forked):
     store is complete under its temporary name."""
     item = ROOT_STAGES["dump_features"]["foreach"]["val"]
     argv, outs = stage_command("dump_features", key="val", **{f"item.{k}": v for k, v in item.items()})
-    work = workdir(tmp_path, world, ["data/synth", "data/split", "data/segmenter/model.pt"])
+    work = workdir(tmp_path, world, ["data/benchmark", "data/split", "data/segmenter/model.pt"])
     check_interrupts(run_forked, work, argv, outs, kills=(2, 7))
 
 
@@ -340,14 +344,14 @@ def test_retrain_classifier(tmp_path, world, run_forked):
     """One write (the head): killed after it is written, before its rename."""
     argv, outs = stage_command("retrain_classifier", **{"item.row": ROW, "item.seed": SEED})
     work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/train_seen", "data/embed/classes.parquet",
-                                     "data/split", f"data/synthetic/{ROW}-s{SEED}"])
+                                     "data/split", f"data/synthetic/{ROW}-s{SEED}", f"data/generators/{ROW}-s{SEED}.pt"])
     check_interrupts(run_forked, work, argv, outs, kills=(1,))
 
 
 def test_evaluate(tmp_path, world, run_forked):
     """Three outputs that report reads together: kills after the table, the curve and the metric."""
     argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
-    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/synth", "data/split"])
+    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark", "data/split"])
     assert len(outs) == 3
     check_interrupts(run_forked, work, argv, outs, kills=(1, 3))
 
@@ -366,6 +370,6 @@ def test_report(tmp_path, world, run_forked):
     argv, outs = stage_command("report")
     work = workdir(tmp_path, world, ["metrics/rows", "metrics/fidelity", "data/per_class", "data/curves", "data/fidelity",
                                      "data/heads", "data/synthetic", "data/features/train_seen",
-                                     "data/features/train_unseen", "data/features/val", "data/synth", "data/split"])
+                                     "data/features/train_unseen", "data/features/val", "data/benchmark", "data/split"])
     assert len(outs) == 8
     check_interrupts(run_forked, work, argv, outs, kills=(1, 8))

@@ -12,7 +12,7 @@ from tests.conftest import COCO_JSON, COCO_PNG, read_json, write_json
 from zeroseg.cli import app
 from zeroseg.data.panoptic import Category, load_panoptic, read_id_png
 from zeroseg.errors import DataError
-from zeroseg.metrics.instance import encode_masks
+from zeroseg.data.instances import encode_masks
 from zeroseg.metrics.panoptic import PanopticEvaluator, pq_files
 from zeroseg.metrics.perturb import KINDS, perturb_folder
 from zeroseg.metrics.summary import harmonic_mean
@@ -174,8 +174,8 @@ def test_semantic_against_brute_force(coco_mini, tmp_path):
 # ---- bad input --------------------------------------------------------------------------
 
 @pytest.fixture
-def pred_copy(synth_copy, tmp_path):
-    js = synth_copy / "annotations" / "panoptic_val.json"
+def pred_copy(benchmark_copy, tmp_path):
+    js = benchmark_copy / "annotations" / "panoptic_val.json"
     pj, pd_ = perturb_folder(js, js.with_suffix(""), tmp_path / "pred", seed=0, strength=0.3)
     return js, js.with_suffix(""), pj, pd_
 
@@ -300,7 +300,7 @@ def test_crowd_and_void_rules():
 
 def test_cli_pq_json(pred_copy, tmp_path):
     js, gd, pj, pd_ = pred_copy
-    r = CliRunner().invoke(app, ["pq", str(js), str(gd), str(pj), str(pd_), "--unseen", "synth-default", "--json", str(tmp_path / "m.json")])
+    r = CliRunner().invoke(app, ["pq", str(js), str(gd), str(pj), str(pd_), "--unseen", "benchmark-default", "--json", str(tmp_path / "m.json")])
     assert r.exit_code == 0, r.output
     m = read_json(tmp_path / "m.json")
     assert {"pq", "sq", "rq", "pq_things", "pq_stuff", "pq_seen", "pq_unseen", "pq_hm", "sq_hm", "rq_hm"} <= set(m)

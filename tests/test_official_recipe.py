@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import ConfigError
-from zeroseg.generator.classifier import ClassifierConfig, HeadTrainer
+from zeroseg.head.train import ClassifierConfig, HeadTrainer
 from zeroseg.generator.config import RECIPES, GeneratorConfig, component_keys
 from zeroseg.generator.mmd import mmd, mmd_official
 from zeroseg.generator.models import PrimitiveGenerator
@@ -154,7 +153,8 @@ def test_recipe_resolution_and_its_errors():
 
 
 def test_official_optimizer_steps_the_lr_down_at_70_and_92_5_percent():
-    from zeroseg.generator.train import ClassSpace, GeneratorTrainer
+    from zeroseg.embed.space import ClassSpace
+    from zeroseg.generator.train import GeneratorTrainer
 
     space = ClassSpace([1, 2], [3], F.normalize(torch.randn(3, 4), dim=-1))
     tr = GeneratorTrainer(GeneratorConfig(recipe="official", num_primitives=4, layers=1, heads=2, ffn=8,
@@ -195,18 +195,19 @@ def test_joint_schedule_steps_the_head_on_the_generator_step_images(tmp_path, mo
 
     from tests.test_generator import ROWS, SMALL, _emb, _segmenter, _store
     from zeroseg.features.store import FeatureStore
-    from zeroseg.generator import classifier
-    from zeroseg.generator.classifier import load_head, retrain_classifier
+    from zeroseg.generator.checkpoint import joint_head
     from zeroseg.generator.train import train_generator
+    from zeroseg.head.model import load_head
+    from zeroseg.head.retrain import retrain_classifier
 
     calls = []
-    step = classifier.HeadTrainer.step
+    step = HeadTrainer.step
 
     def spy(self, x_real, y_real, x_unseen, unseen_cls):
         calls.append((x_real.clone(), y_real.clone(), tuple(x_unseen.shape), unseen_cls.clone()))
         return step(self, x_real, y_real, x_unseen, unseen_cls)
 
-    monkeypatch.setattr(classifier.HeadTrainer, "step", spy)
+    monkeypatch.setattr(HeadTrainer, "step", spy)
     st, emb, seg = _store(tmp_path), _emb(tmp_path, ROWS), _segmenter(tmp_path)
     cfg = GeneratorConfig(**SMALL, recipe="official", images_per_batch=3)
     train_generator(cfg, st, emb, tmp_path / "g.pt", show_progress=False, segmenter=seg,
@@ -221,7 +222,7 @@ def test_joint_schedule_steps_the_head_on_the_generator_step_images(tmp_path, mo
     cats = [{"id": c, "name": f"c{c}", "isthing": 1, "split": s} for c, s in ROWS]
     (tmp_path / "all.json").write_text(json.dumps({"images": [], "annotations": [], "categories": cats}))
     retrain_classifier(ClassifierConfig(), seg, st, emb, tmp_path / "all.json", tmp_path / "head.pt", unseen_store=st,
-                       generator=tmp_path / "g.pt")
+                       joint=joint_head(tmp_path / "g.pt"))
     head = load_head(tmp_path / "head.pt")
     saved = torch.load(tmp_path / "g.pt", weights_only=True)["joint_head"]
     assert torch.equal(head.weight, saved["weight"]) and head.class_ids == [1, 2, 3, 4, 5]

@@ -13,7 +13,8 @@ from zeroseg.config import load_section
 from zeroseg.features.dump import DumpConfig, dump_features
 from zeroseg.features.store import FeatureStore
 from zeroseg.generator.config import GeneratorConfig
-from zeroseg.generator.train import ClassSpace, GeneratorTrainer
+from zeroseg.embed.space import ClassSpace
+from zeroseg.generator.train import GeneratorTrainer
 from zeroseg.segmenter.model import SegmenterConfig, load_checkpoint
 from zeroseg.segmenter.train import train_segmenter
 from zeroseg.split import split_dataset
@@ -24,17 +25,17 @@ TINY = dict(backbone_widths=(16, 32, 64, 64), backbone_stem=16, num_queries=8, h
 
 
 @pytest.fixture(scope="module")
-def seen_split(tmp_path_factory, tiny_synth):
-    return split_dataset(tiny_synth / "annotations" / "panoptic_train.json", "synth-default",
+def seen_split(tmp_path_factory, tiny_benchmark):
+    return split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default",
                          tmp_path_factory.mktemp("split") / "split")
 
 
-def _stores(split, tiny_synth, ckpt, out, cfg):
-    return FeatureStore(dump_features(ckpt, split.seen_json, tiny_synth / "train", out, cfg,
-                                      tiny_synth / "annotations" / "panoptic_train", show_progress=False).store)
+def _stores(split, tiny_benchmark, ckpt, out, cfg):
+    return FeatureStore(dump_features(ckpt, split.seen_json, tiny_benchmark / "train", out, cfg,
+                                      tiny_benchmark / "annotations" / "panoptic_train", show_progress=False).store)
 
 
-def test_r50_config_builds_with_mask2former_size_and_steps_and_dumps(seen_split, tiny_synth, tmp_path):
+def test_r50_config_builds_with_mask2former_size_and_steps_and_dumps(seen_split, tiny_benchmark, tmp_path):
     """pipelines/coco-panoptic's segmenter architecture exactly (ResNet-50, 100 queries, 256-d,
     6 + 10 layers) at 64 px, without the ImageNet download and in fp32 (fp16 autocast is ~15x
     slower than fp32 on CPU; the AMP path is tested below): ~44M parameters like Mask2Former
@@ -44,15 +45,15 @@ def test_r50_config_builds_with_mask2former_size_and_steps_and_dumps(seen_split,
             paper.encoder_layers, paper.decoder_layers, paper.amp) == ("bottleneck", (3, 4, 6, 3), 100, 256, 6, 10, "fp16")
     cfg = dataclasses.replace(paper, pretrained_backbone="", image_size=64, batch_size=2, iterations=1, warmup=1,
                               workers=0, checkpoint_every=1, amp="off")
-    res = train_segmenter(cfg, seen_split.seen_json, tiny_synth / "train", tmp_path / "m",
-                          tiny_synth / "annotations" / "panoptic_train", show_progress=False)
+    res = train_segmenter(cfg, seen_split.seen_json, tiny_benchmark / "train", tmp_path / "m",
+                          tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
     ck = load_checkpoint(res.checkpoint)
     n = sum(v.numel() for k, v in ck["model"].items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     n_coco = n + (133 - len(ck["classes"])) * 257  # the class head's rows for COCO's 133 classes
     assert 43.5e6 < n_coco < 44.5e6, n_coco  # Mask2Former R-50 (panoptic): 44M
     assert np.isfinite(res.final_loss)
     dump = dataclasses.replace(load_section(COCO_PARAMS, "dump", DumpConfig), mask_size=0, batch_size=8, amp="off")
-    st = _stores(seen_split, tiny_synth, res.checkpoint, tmp_path / "f", dump)
+    st = _stores(seen_split, tiny_benchmark, res.checkpoint, tmp_path / "f", dump)
     n_img = len(read_json(seen_split.seen_json)["images"])
     assert st.dim == 256 and st.num_rows == 100 * n_img
     assert np.isfinite(st.features(np.arange(200))).all()
@@ -84,14 +85,14 @@ def test_paper_size_generator_steps(pipeline, n_seen, n_unseen):
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_mixed_precision_training_and_dump_on_cpu(amp, seen_split, tiny_synth, tmp_path):
+def test_mixed_precision_training_and_dump_on_cpu(amp, seen_split, tiny_benchmark, tmp_path):
     cfg = SegmenterConfig(**TINY, iterations=3, checkpoint_every=2, amp=amp)
-    res = train_segmenter(cfg, seen_split.seen_json, tiny_synth / "train", tmp_path / "m",
-                          tiny_synth / "annotations" / "panoptic_train", show_progress=False)
+    res = train_segmenter(cfg, seen_split.seen_json, tiny_benchmark / "train", tmp_path / "m",
+                          tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
     assert np.isfinite(res.final_loss)
     ck = load_checkpoint(res.checkpoint)
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
-    st = _stores(seen_split, tiny_synth, res.checkpoint, tmp_path / "f", DumpConfig(batch_size=4, amp=amp))
+    st = _stores(seen_split, tiny_benchmark, res.checkpoint, tmp_path / "f", DumpConfig(batch_size=4, amp=amp))
     assert np.isfinite(st.features(np.arange(st.num_rows))).all() and st.dim == 32
 
 

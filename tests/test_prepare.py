@@ -14,7 +14,7 @@ from zeroseg.data.instances import instances_to_panoptic, paint_image
 from zeroseg.data.panoptic import load_panoptic, read_id_png, read_ids
 from zeroseg.data.prepare import PrepareConfig, prepare_coco
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.metrics.instance import encode_masks
+from zeroseg.data.instances import encode_masks
 
 
 def _cfg(tmp_path, **kw):

@@ -34,8 +34,8 @@ def _curves(d):
     return {p.relative_to(d).as_posix(): p.read_text() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def test_killed_between_checkpoints_resumes_to_identical_weights_and_curves(tiny_synth, tmp_path, monkeypatch):
-    split = split_dataset(tiny_synth / "annotations" / "panoptic_train.json", "synth-default", tmp_path / "split")
+def test_killed_between_checkpoints_resumes_to_identical_weights_and_curves(tiny_benchmark, tmp_path, monkeypatch):
+    split = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default", tmp_path / "split")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"segmenter": TINY}))
     for cmd in (["git", "init", "-q"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
                                         "--allow-empty", "-m", "x"]):
@@ -43,14 +43,14 @@ def test_killed_between_checkpoints_resumes_to_identical_weights_and_curves(tiny
     monkeypatch.chdir(tmp_path)  # the uninterrupted run in this process, the interrupted one as the stage
     torch.set_num_threads(1)
     train_segmenter(SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}),
-                    split.seen_json, tiny_synth / "train", "full", tiny_synth / "annotations" / "panoptic_train",
+                    split.seen_json, tiny_benchmark / "train", "full", tiny_benchmark / "annotations" / "panoptic_train",
                     "live-full", show_progress=False)
 
-    killed = _train(tmp_path, split, tiny_synth, "resumed", kill_at=5)  # checkpoints after steps 3 and 6
+    killed = _train(tmp_path, split, tiny_benchmark, "resumed", kill_at=5)  # checkpoints after steps 3 and 6
     assert killed.returncode == -signal.SIGKILL
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["step"] == 3
     assert not (tmp_path / "resumed" / "model.pt").exists()
-    again = _train(tmp_path, split, tiny_synth, "resumed")
+    again = _train(tmp_path, split, tiny_benchmark, "resumed")
     assert again.returncode == 0, again.stderr[-3000:]
 
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
@@ -64,42 +64,47 @@ def test_killed_between_checkpoints_resumes_to_identical_weights_and_curves(tiny
     assert "metrics.json" in curves_full and curves_full == curves_resumed
 
 
-def test_restarting_without_the_saved_rng_state_would_differ(tiny_synth, tmp_path):
+def test_restarting_without_the_saved_rng_state_would_differ(tiny_benchmark, tmp_path):
     """The test above can fail: resuming with a fresh torch RNG (the state before this change)
     gives different weights, because Mask2Former's loss samples points at random."""
-    split = split_dataset(tiny_synth / "annotations" / "panoptic_train.json", "synth-default", tmp_path / "split")
+    split = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default", tmp_path / "split")
     cfg = SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()} | {"iterations": 4,
                                                                                                      "checkpoint_every": 2})
-    kw = dict(png_dir=tiny_synth / "annotations" / "panoptic_train", show_progress=False)
-    train_segmenter(cfg, split.seen_json, tiny_synth / "train", tmp_path / "a", **kw)
+    kw = dict(png_dir=tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
+    train_segmenter(cfg, split.seen_json, tiny_benchmark / "train", tmp_path / "a", **kw)
     import dataclasses
 
-    train_segmenter(dataclasses.replace(cfg, iterations=2), split.seen_json, tiny_synth / "train", tmp_path / "b", **kw)
+    train_segmenter(dataclasses.replace(cfg, iterations=2), split.seen_json, tiny_benchmark / "train", tmp_path / "b", **kw)
     ck = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     from zeroseg.segmenter.model import build_model, save_checkpoint
 
     m = build_model(cfg, len(ck["classes"]))
     m.load_state_dict(ck["model"])
     save_checkpoint(tmp_path / "b" / "last.pt", m, cfg, ck["classes"], 2)  # no resume state: RNG not restored
-    train_segmenter(cfg, split.seen_json, tiny_synth / "train", tmp_path / "b", **kw)
+    train_segmenter(cfg, split.seen_json, tiny_benchmark / "train", tmp_path / "b", **kw)
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-def test_generator_killed_between_checkpoints_resumes_to_identical_weights(tmp_path):
+@pytest.mark.parametrize("recipe", ["zeroseg", "official"])
+def test_generator_killed_between_checkpoints_resumes_to_identical_weights(tmp_path, recipe):
     """generator.checkpoint_every: the stage killed after step 5 (resume file at step 4) and run
-    again gives the same bytes as an uninterrupted run; the resume file is gone at the end."""
-    from tests.test_generator import ROWS, SMALL, _emb, _store
+    again gives the same bytes as an uninterrupted run; the resume file is gone at the end. The
+    official recipe resumes its joint head, lr schedule and unseen draws too."""
+    from tests.test_generator import ROWS, SMALL, _emb, _segmenter, _store
 
-    store, emb = _store(tmp_path), _emb(tmp_path, ROWS)
-    cfg = dict(SMALL, sigmas=list(SMALL["sigmas"]), iterations=9, checkpoint_every=4)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generator": cfg, "generators": {"pading": ""}}))
+    store, emb, seg = _store(tmp_path), _emb(tmp_path, ROWS), _segmenter(tmp_path)
+    cfg = dict(SMALL, sigmas=list(SMALL["sigmas"]), iterations=9, checkpoint_every=4, recipe=recipe, images_per_batch=3)
+    if recipe == "official":
+        del cfg["sigmas"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generator": cfg, "generators": {"pading": ""},
+                                                          "classifier": {"images_per_batch": 3, "unseen_per_step": 1}}))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
     def run(out, kill_at=0):
         e = dict(env, **({KILL_AT_STEP: str(kill_at)} if kill_at else {}))
-        return subprocess.run([sys.executable, str(ROOT / "stages/train_generator.py"), str(store), str(emb), out,
+        return subprocess.run([sys.executable, str(ROOT / "stages/train_generator.py"), str(store), str(emb), str(seg), out,
                                "--row", "pading", "--seed", "0"], cwd=tmp_path, env=e, capture_output=True, text=True,
                               timeout=300)
 

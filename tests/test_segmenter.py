@@ -101,12 +101,12 @@ def test_store_rejects_non_finite_features(tmp_path):
 # ---- training, checkpoints, dump --------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_synth):
+def trained(tmp_path_factory, tiny_benchmark):
     d = tmp_path_factory.mktemp("seg")
-    split = split_dataset(tiny_synth / "annotations" / "panoptic_train.json", "synth-default", d / "split")
+    split = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default", d / "split")
     cfg = SegmenterConfig(**TINY)
-    res = train_segmenter(cfg, split.seen_json, tiny_synth / "train", d / "model",
-                          tiny_synth / "annotations" / "panoptic_train", d / "live", show_progress=False)
+    res = train_segmenter(cfg, split.seen_json, tiny_benchmark / "train", d / "model",
+                          tiny_benchmark / "annotations" / "panoptic_train", d / "live", show_progress=False)
     return d, split, res, cfg
 
 
@@ -121,19 +121,19 @@ def test_checkpoint_stores_config_and_classes(trained):
     assert (d / "live" / "metrics.json").exists()
 
 
-def test_resume_from_last_checkpoint(trained, tiny_synth, tmp_path):
+def test_resume_from_last_checkpoint(trained, tiny_benchmark, tmp_path):
     d, split, res, cfg = trained
     import dataclasses
 
     cfg5 = dataclasses.replace(cfg, iterations=5, checkpoint_every=2)
     out = tmp_path / "m"
-    train_segmenter(cfg5, split.seen_json, tiny_synth / "train", out, tiny_synth / "annotations" / "panoptic_train",
+    train_segmenter(cfg5, split.seen_json, tiny_benchmark / "train", out, tiny_benchmark / "annotations" / "panoptic_train",
                     show_progress=False)
     full = torch.load(out / "model.pt", weights_only=True)
     # simulate an interruption after step 4: a last.pt from a run stopped there
     out2 = tmp_path / "m2"
     cfg4 = dataclasses.replace(cfg5, iterations=4, checkpoint_every=4)
-    train_segmenter(cfg4, split.seen_json, tiny_synth / "train", out2, tiny_synth / "annotations" / "panoptic_train",
+    train_segmenter(cfg4, split.seen_json, tiny_benchmark / "train", out2, tiny_benchmark / "annotations" / "panoptic_train",
                     show_progress=False)
     ck = torch.load(out2 / "model.pt", weights_only=True)
     ck["config"] = dataclasses.asdict(cfg5)
@@ -142,16 +142,16 @@ def test_resume_from_last_checkpoint(trained, tiny_synth, tmp_path):
     m = build_model(cfg5, len(ck["classes"]))
     m.load_state_dict(ck["model"])
     save_checkpoint(out2 / "last.pt", m, cfg5, ck["classes"], 4)
-    r = train_segmenter(cfg5, split.seen_json, tiny_synth / "train", out2, tiny_synth / "annotations" / "panoptic_train",
+    r = train_segmenter(cfg5, split.seen_json, tiny_benchmark / "train", out2, tiny_benchmark / "annotations" / "panoptic_train",
                         show_progress=False)
     assert r.resumed_from == 4 and not (out2 / "last.pt").exists()
     assert torch.load(out2 / "model.pt", weights_only=True)["step"] == full["step"] == 5
 
 
-def test_dump_one_row_per_query(trained, tiny_synth):
+def test_dump_one_row_per_query(trained, tiny_benchmark):
     d, split, res, cfg = trained
-    r = dump_features(res.checkpoint, split.seen_json, tiny_synth / "train", d / "feat",
-                      DumpConfig(batch_size=4), tiny_synth / "annotations" / "panoptic_train", show_progress=False)
+    r = dump_features(res.checkpoint, split.seen_json, tiny_benchmark / "train", d / "feat",
+                      DumpConfig(batch_size=4), tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
     n_img = len(read_json(split.seen_json)["images"])
     st = FeatureStore(r.store)
     assert r.images == n_img and st.num_rows == n_img * 8 and st.dim == 32
@@ -161,8 +161,8 @@ def test_dump_one_row_per_query(trained, tiny_synth):
     per_image = np.bincount(np.unique(st.column("image_id"), return_inverse=True)[1])
     assert (per_image == 8).all()
     # validation dump keeps masks; unseen classes get labels too (mask cost only)
-    rv = dump_features(res.checkpoint, split.unseen_json, tiny_synth / "train", d / "feat_unseen",
-                       DumpConfig(batch_size=4), tiny_synth / "annotations" / "panoptic_train", keep_masks=True,
+    rv = dump_features(res.checkpoint, split.unseen_json, tiny_benchmark / "train", d / "feat_unseen",
+                       DumpConfig(batch_size=4), tiny_benchmark / "annotations" / "panoptic_train", keep_masks=True,
                        show_progress=False)
     sv = FeatureStore(rv.store)
     masks = next(sv.mask_shards())["masks"]
@@ -171,7 +171,7 @@ def test_dump_one_row_per_query(trained, tiny_synth):
     assert set(sv.labels.tolist()) & unseen
 
 
-def test_dump_augmented_passes_add_views_of_every_image(trained, tiny_synth):
+def test_dump_augmented_passes_add_views_of_every_image(trained, tiny_benchmark):
     """dump.augment_passes 2: the plain pass (identical to a plain dump) + two views of every image
     under the training augmentation, stored as image + k * VIEW_STRIDE; the match cost's class
     weight is a key. Masks are never dumped augmented."""
@@ -179,8 +179,8 @@ def test_dump_augmented_passes_add_views_of_every_image(trained, tiny_synth):
     from zeroseg.features.store import VIEW_STRIDE
 
     d, split, res, cfg = trained
-    args = (res.checkpoint, split.seen_json, tiny_synth / "train")
-    png = tiny_synth / "annotations" / "panoptic_train"
+    args = (res.checkpoint, split.seen_json, tiny_benchmark / "train")
+    png = tiny_benchmark / "annotations" / "panoptic_train"
     plain = FeatureStore(dump_features(*args, d / "plain", DumpConfig(batch_size=4), png, show_progress=False).store)
     aug = FeatureStore(dump_features(*args, d / "aug", DumpConfig(batch_size=4, augment_passes=2), png,
                                      show_progress=False).store)
@@ -201,10 +201,10 @@ def test_dump_augmented_passes_add_views_of_every_image(trained, tiny_synth):
     assert heavy.meta["dump"]["match_class_weight"] == 50.0 and heavy.num_rows == n
 
 
-def test_dumped_features_are_what_the_class_head_reads(trained, tiny_synth):
+def test_dumped_features_are_what_the_class_head_reads(trained, tiny_benchmark):
     """The stored query features are the ones Mask2Former's class predictor reads (after the
     decoder's final LayerNorm): the segmenter's own head on them gives the model's class scores."""
-    from zeroseg.evaluate.heads import segmenter_head
+    from zeroseg.head.model import segmenter_head
     from zeroseg.segmenter.model import model_from_checkpoint, query_features
 
     d, split, res, cfg = trained
@@ -219,8 +219,8 @@ def test_dumped_features_are_what_the_class_head_reads(trained, tiny_synth):
     with torch.no_grad():
         out = model(pixel_values=torch.randn(2, 3, cfg.image_size, cfg.image_size))
         assert torch.allclose(model.class_predictor(query_features(model, out)), out.class_queries_logits, atol=1e-5)
-    r = dump_features(path, split.seen_json, tiny_synth / "train", d / "feat32",
-                      DumpConfig(batch_size=4, dtype="float32"), tiny_synth / "annotations" / "panoptic_train",
+    r = dump_features(path, split.seen_json, tiny_benchmark / "train", d / "feat32",
+                      DumpConfig(batch_size=4, dtype="float32"), tiny_benchmark / "annotations" / "panoptic_train",
                       show_progress=False)
     st = FeatureStore(r.store)
     rows = np.arange(min(st.num_rows, 64))
@@ -228,37 +228,37 @@ def test_dumped_features_are_what_the_class_head_reads(trained, tiny_synth):
     assert np.allclose(probs[:, :-1].max(-1).values.numpy(), st.column("score")[rows], atol=1e-4)
 
 
-def test_dump_of_an_ignore_split_matches_no_query_to_an_unseen_segment(trained, tiny_synth, tmp_path):
+def test_dump_of_an_ignore_split_matches_no_query_to_an_unseen_segment(trained, tiny_benchmark, tmp_path):
     """split.policy ignore: the images with unseen segments are dumped, but no query gets an unseen label
     (the same images dumped from the unmarked JSON do match unseen segments)."""
     d, split, res, cfg = trained
-    ign = split_dataset(tiny_synth / "annotations" / "panoptic_train.json", "synth-default", tmp_path / "split",
+    ign = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default", tmp_path / "split",
                         policy="ignore")
     unseen = {c["id"] for c in read_json(split.all_json)["categories"] if c["split"] == "unseen"}
-    kw = dict(cfg=DumpConfig(batch_size=8), png_dir=tiny_synth / "annotations" / "panoptic_train", show_progress=False)
-    st = FeatureStore(dump_features(res.checkpoint, ign.seen_json, tiny_synth / "train", tmp_path / "f", **kw).store)
+    kw = dict(cfg=DumpConfig(batch_size=8), png_dir=tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
+    st = FeatureStore(dump_features(res.checkpoint, ign.seen_json, tiny_benchmark / "train", tmp_path / "f", **kw).store)
     assert len(st.index) == ign.num_images > split.num_seen_images
     assert not set(st.labels.tolist()) & unseen and (st.labels >= 0).any()
-    ref = FeatureStore(dump_features(res.checkpoint, ign.all_json, tiny_synth / "train", tmp_path / "g", **kw).store)
+    ref = FeatureStore(dump_features(res.checkpoint, ign.all_json, tiny_benchmark / "train", tmp_path / "g", **kw).store)
     assert set(ref.labels.tolist()) & unseen
 
 
-def test_dump_stores_compact_masks_and_scores_them(trained, tiny_synth):
+def test_dump_stores_compact_masks_and_scores_them(trained, tiny_benchmark):
     """dump.mask_size keeps smaller val masks (COCO: 5k images); the evaluation upsamples them."""
     d, split, res, cfg = trained
-    from zeroseg.evaluate.heads import InferenceConfig, evaluate_segmenter
+    from zeroseg.evaluate.score import InferenceConfig, evaluate_segmenter
 
-    gt_json, gt_dir = tiny_synth / "annotations" / "panoptic_val.json", tiny_synth / "annotations" / "panoptic_val"
+    gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
     scores = {}
     for size in (0, 8):
-        r = dump_features(res.checkpoint, gt_json, tiny_synth / "val", d / f"val{size}", DumpConfig(batch_size=4, mask_size=size),
+        r = dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / f"val{size}", DumpConfig(batch_size=4, mask_size=size),
                           gt_dir, keep_masks=True, show_progress=False)
         st = FeatureStore(r.store)
         assert next(st.mask_shards())["masks"].shape[2:] == ((16, 16) if size == 0 else (8, 8))
         scores[size] = evaluate_segmenter(res.checkpoint, r.store, gt_json, gt_dir, split.all_json, InferenceConfig(0.0))
     assert set(scores[0]) == set(scores[8]) and scores[8]["pq"] is not None
     with pytest.raises(ConfigError, match="dump.mask_size 32 exceeds"):
-        dump_features(res.checkpoint, gt_json, tiny_synth / "val", d / "val32", DumpConfig(mask_size=32), gt_dir,
+        dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / "val32", DumpConfig(mask_size=32), gt_dir,
                       keep_masks=True, show_progress=False)
     assert not (d / "val32").exists()
 
@@ -271,15 +271,15 @@ def test_checkpoint_from_other_class_list(trained):
         load_checkpoint(res.checkpoint, expect_classes=other)
 
 
-def test_corrupt_image_and_size_mismatch(synth_copy, tmp_path):
-    js = synth_copy / "annotations" / "panoptic_train.json"
+def test_corrupt_image_and_size_mismatch(benchmark_copy, tmp_path):
+    js = benchmark_copy / "annotations" / "panoptic_train.json"
     d = read_json(js)
     classes = [{"id": c["id"], "name": c["name"], "isthing": c["isthing"]} for c in d["categories"]]
-    (synth_copy / "train" / d["images"][0]["file_name"]).write_bytes(b"not a jpeg")
-    ds = PanopticSegments(js, synth_copy / "train", classes, 64)
+    (benchmark_copy / "train" / d["images"][0]["file_name"]).write_bytes(b"not a jpeg")
+    ds = PanopticSegments(js, benchmark_copy / "train", classes, 64)
     with pytest.raises(DataError, match=r"000000000001\.jpg: unreadable or corrupt image \(image 1\)"):
         ds[0]
-    Image.new("RGB", (50, 64)).save(synth_copy / "train" / d["images"][1]["file_name"])
+    Image.new("RGB", (50, 64)).save(benchmark_copy / "train" / d["images"][1]["file_name"])
     with pytest.raises(DataError, match=r"000000000002\.jpg: image is 50x64 but the JSON says width x height 64x64"):
         ds[1]
 
@@ -295,24 +295,24 @@ def test_trains_on_real_coco(coco_mini, tmp_path):
 
 # ---- torchrun (gloo) -------------------------------------------------------------------
 
-def test_torchrun_two_processes_train_and_dump_like_one(trained, tiny_synth, tmp_path):
+def test_torchrun_two_processes_train_and_dump_like_one(trained, tiny_benchmark, tmp_path):
     d, split, res, cfg = trained
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "segmenter": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()},
         "dump": {"batch_size": 4, "dtype": "float32", "chunk_rows": 64}}))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
-    pngs = tiny_synth / "annotations" / "panoptic_train"
-    subprocess.run(run + [str(ROOT / "stages/train_segmenter.py"), str(split.seen_json), str(tiny_synth / "train"),
+    pngs = tiny_benchmark / "annotations" / "panoptic_train"
+    subprocess.run(run + [str(ROOT / "stages/train_segmenter.py"), str(split.seen_json), str(tiny_benchmark / "train"),
                           str(pngs), str(tmp_path / "m"), str(tmp_path / "live")], cwd=tmp_path, env=env, check=True,
                    timeout=300)
     assert load_checkpoint(tmp_path / "m" / "model.pt")["step"] == 3
     subprocess.run(run + [str(ROOT / "stages/dump_features.py"), str(res.checkpoint), str(split.seen_json),
-                          str(tiny_synth / "train"), str(pngs), str(tmp_path / "ddp")], cwd=tmp_path, env=env,
+                          str(tiny_benchmark / "train"), str(pngs), str(tmp_path / "ddp")], cwd=tmp_path, env=env,
                    check=True, timeout=300)
     two = FeatureStore(tmp_path / "ddp")
     assert sorted(s.name for s in two.shards) == ["rank-000", "rank-001"]
-    one = FeatureStore(dump_features(res.checkpoint, split.seen_json, tiny_synth / "train", tmp_path / "single",
+    one = FeatureStore(dump_features(res.checkpoint, split.seen_json, tiny_benchmark / "train", tmp_path / "single",
                                      DumpConfig(batch_size=4, dtype="float32"), pngs, show_progress=False).store)
 
     def rows(st):
@@ -347,13 +347,14 @@ def test_pretrained_backbone_from_local_folder(tmp_path):
         build_model(dataclasses.replace(cfg, backbone_widths=(16, 32, 64, 128), pretrained_backbone=str(tmp_path / "resnet")), 4)
 
 
-def test_predict_own_images_with_a_new_class(trained, tiny_synth, tmp_path):
+def test_predict_own_images_with_a_new_class(trained, tiny_benchmark, tmp_path):
     """`zeroseg predict` on a real photo and a synthetic image: formats, not accuracy."""
     from typer.testing import CliRunner
 
     from zeroseg.cli import app
     from zeroseg.embed.classes import EmbedConfig, embed_classes
-    from zeroseg.generator.train import GeneratorConfig, train_generator
+    from zeroseg.generator.config import GeneratorConfig
+    from zeroseg.generator.train import train_generator
 
     d, split, res, cfg = trained
     root = tmp_path / "run"
@@ -362,17 +363,17 @@ def test_predict_own_images_with_a_new_class(trained, tiny_synth, tmp_path):
     shutil_copy(res.checkpoint, root / "data/segmenter/model.pt")
     (root / "data/split").mkdir()
     shutil_copy(split.all_json, root / "data/split/panoptic_train_all.json")
-    dump_features(res.checkpoint, split.seen_json, tiny_synth / "train", root / "data/features/train_seen",
-                  DumpConfig(batch_size=4), tiny_synth / "annotations" / "panoptic_train", show_progress=False)
+    dump_features(res.checkpoint, split.seen_json, tiny_benchmark / "train", root / "data/features/train_seen",
+                  DumpConfig(batch_size=4), tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
     embed_classes(split.all_json, EmbedConfig(source="glove"), root / "data/embed/classes.parquet")
     train_generator(GeneratorConfig(num_primitives=8, layers=1, heads=2, ffn=32, iterations=3, classes_per_batch=2,
                                     per_class=4, unseen_per_class=2, min_iou=0.0),
                     root / "data/features/train_seen", root / "data/embed/classes.parquet",
                     root / "data/generators/pading-s0.pt", show_progress=False)
     photo = COCO_MINI / "train2017" / "000000000009.jpg"  # a real photo, when ../shared is there
-    images = ([str(photo)] if photo.exists() else []) + [str(tiny_synth / "val" / "000001000001.jpg")]
+    images = ([str(photo)] if photo.exists() else []) + [str(tiny_benchmark / "val" / "000001000001.jpg")]
     r = CliRunner().invoke(app, ["predict", *images,
-                                 "--classes", "purple star, zebra", "--checkpoint", str(root), "--out", str(tmp_path / "p")])
+                                 "--classes", "purple star, zebra", "--run-dir", str(root), "--out", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
     pred = read_json(tmp_path / "p" / "predictions.json")
     names = {c["name"]: c["id"] for c in pred["categories"]}
@@ -384,20 +385,22 @@ def test_predict_own_images_with_a_new_class(trained, tiny_synth, tmp_path):
         assert set(np.unique(ids).tolist()) - {0} == {s["id"] for s in ann["segments_info"]}
         assert all(s["category_id"] in names.values() for s in ann["segments_info"])
         assert Image.open(tmp_path / "p" / "overlay" / ann["file_name"]).format == "PNG"
-    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.jpg"), "--checkpoint", str(root), "--out", str(tmp_path / "q")])
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.jpg"), "--run-dir", str(root), "--out", str(tmp_path / "q")])
     assert bad.exit_code == 2 and "nope.jpg" in bad.output and not (tmp_path / "q").exists()
 
 
-def test_universal_scores_equal_an_independent_computation(trained, tiny_synth):
+def test_universal_scores_equal_an_independent_computation(trained, tiny_benchmark):
     """Instance and semantic scores of a head over seen + unseen classes, from the stored features
     and masks, equal Mask2Former's rules recomputed in NumPy + pycocotools (tests/independent.py)."""
     from tests.independent import KEYS, independent_scores
     from zeroseg.data.panoptic import load_panoptic
-    from zeroseg.evaluate.heads import Head, evaluate_head, unseen_from_split
+    from zeroseg.data.classes import unseen_from_split
+    from zeroseg.evaluate.score import evaluate_head
+    from zeroseg.head.model import Head
 
     d, split, res, cfg = trained
-    gt_json, gt_dir = tiny_synth / "annotations" / "panoptic_val.json", tiny_synth / "annotations" / "panoptic_val"
-    r = dump_features(res.checkpoint, gt_json, tiny_synth / "val", d / "val_universal", DumpConfig(batch_size=4),
+    gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
+    r = dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / "val_universal", DumpConfig(batch_size=4),
                       gt_dir, keep_masks=True, show_progress=False)
     cats = load_panoptic(split.all_json).categories
     ids = sorted(cats)
@@ -413,7 +416,7 @@ def test_universal_scores_equal_an_independent_computation(trained, tiny_synth):
         assert ours[k] == pytest.approx(ref[k], abs=1e-6), k
 
 
-def test_seen_unseen_curve_on_stored_queries(trained, tiny_synth):
+def test_seen_unseen_curve_on_stored_queries(trained, tiny_benchmark):
     """The curve's point at the table's γ is the table's seen / unseen PQ; at γ = +∞ no seen
     class is predicted (seen PQ 0), at γ = −∞ no unseen class (unseen PQ 0); the offset in the
     params moves the table along the same curve."""
@@ -421,13 +424,15 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_synth):
 
     from zeroseg.data.panoptic import load_panoptic
     from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
-    from zeroseg.evaluate.heads import Head, InferenceConfig, evaluate_head, predict_store, unseen_from_split
+    from zeroseg.data.classes import unseen_from_split
+    from zeroseg.evaluate.score import InferenceConfig, evaluate_head, predict_store
+    from zeroseg.head.model import Head
 
     d, split, res, cfg = trained
-    gt_json, gt_dir = tiny_synth / "annotations" / "panoptic_val.json", tiny_synth / "annotations" / "panoptic_val"
+    gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
     store = d / "val_universal"
     if not store.exists():
-        dump_features(res.checkpoint, gt_json, tiny_synth / "val", store, DumpConfig(batch_size=4), gt_dir,
+        dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", store, DumpConfig(batch_size=4), gt_dir,
                       keep_masks=True, show_progress=False)
     cats = load_panoptic(split.all_json).categories
     ids = sorted(cats)
@@ -454,7 +459,8 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_synth):
     from typer.testing import CliRunner
 
     from zeroseg.cli import app
-    from zeroseg.generator.classifier import ClassifierConfig, save_head
+    from zeroseg.head.model import save_head
+    from zeroseg.head.train import ClassifierConfig
 
     save_head(d / "curve_head.pt", head, ClassifierConfig(), "test")
     (d / "curve_params.yaml").write_text("inference:\n  object_threshold: 0.0\n  curve_points: 7\n  seen_offset: 1.5\n")

@@ -9,7 +9,7 @@ import yaml
 from tests.conftest import copy_project, subprocess_env
 
 TINY_PARAMS = {
-    "synth": {"train_images": 30, "val_images": 6, "image_size": 64},
+    "benchmark": {"train_images": 30, "val_images": 6, "image_size": 64},
     "segmenter": {"backbone_widths": [16, 32, 64, 64], "backbone_stem": 16, "num_queries": 8, "hidden_dim": 32,
                   "encoder_layers": 1, "decoder_layers": 2, "heads": 2, "ffn_dim": 64, "image_size": 64,
                   "iterations": 3, "warmup": 1, "train_num_points": 256, "batch_size": 2},
@@ -47,6 +47,6 @@ def test_second_clone_pulls_features_and_reruns_nothing_upstream(tmp_path):
     assert "up to date" in status, status
     out = _run(dvc + ["repro", "train_generator@pading-0"], b, env)
     assert "Running stage 'train_generator@pading-0'" in out
-    for upstream in ("synth", "split", "train_segmenter", "dump_features@train_seen", "embed"):
+    for upstream in ("benchmark", "split", "train_segmenter", "dump_features@train_seen", "embed"):
         assert f"Running stage '{upstream}'" not in out, out
     assert (b / "data/generators/pading-s0.pt").exists()

@@ -10,7 +10,7 @@ from tests.conftest import COCO_JSON, COCO_MINI, COCO_PNG, read_json, write_json
 from zeroseg.cli import app
 from zeroseg.data.panoptic import id2rgb, rgb2id
 from zeroseg.errors import ConfigError, DataError, LeakError
-from zeroseg.presets import PRESETS, resolve_unseen
+from zeroseg.data.classes import PRESETS, resolve_unseen
 from zeroseg.segmenter.data import PanopticSegments, seen_classes
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.split import check_no_leak, check_no_unseen_target, split_dataset
@@ -68,8 +68,8 @@ def test_coco_mini_ignore_policy_keeps_every_image_without_an_unseen_target(coco
         split_dataset(COCO_JSON, "coco-zsp", tmp_path / "bad", policy="keep")
 
 
-def test_crowd_segment_of_unseen_class_excludes_image(synth_copy, tmp_path):
-    js = synth_copy / "annotations" / "panoptic_train.json"
+def test_crowd_segment_of_unseen_class_excludes_image(benchmark_copy, tmp_path):
+    js = benchmark_copy / "annotations" / "panoptic_train.json"
     d = read_json(js)
     sand = next(c["id"] for c in d["categories"] if c["name"] == "sand")
     unseen = "red triangle,green square,blue circle,yellow triangle,sand"
@@ -104,16 +104,16 @@ def test_leak_guard_fails_on_leaked_copy(coco_mini, tmp_path):
     assert r.exit_code == 2 and "unseen pixels" in r.output
 
 
-def test_leak_guard_reads_pixels(synth_copy, tmp_path):
+def test_leak_guard_reads_pixels(benchmark_copy, tmp_path):
     """A seen image whose PNG was painted with an unseen segment's id is caught."""
-    js = synth_copy / "annotations" / "panoptic_train.json"
-    res = split_dataset(js, "synth-default", tmp_path / "out")
+    js = benchmark_copy / "annotations" / "panoptic_train.json"
+    res = split_dataset(js, "benchmark-default", tmp_path / "out")
     ref = read_json(js)
     un_img = read_json(res.unseen_json)["annotations"][0]
     cats = {c["id"]: c for c in read_json(res.all_json)["categories"]}
     unseen_seg = next(s for s in un_img["segments_info"] if cats[s["category_id"]]["split"] == "unseen")
     kept = read_json(res.seen_json)["annotations"][0]
-    png = synth_copy / "annotations" / "panoptic_train" / kept["file_name"]
+    png = benchmark_copy / "annotations" / "panoptic_train" / kept["file_name"]
     ids = rgb2id(np.asarray(Image.open(png)))
     ids[:4, :4] = 16_000_000  # a new segment ...
     Image.fromarray(id2rgb(ids)).save(png)
@@ -121,7 +121,7 @@ def test_leak_guard_reads_pixels(synth_copy, tmp_path):
     ref_ann["segments_info"].append(dict(unseen_seg, id=16_000_000, area=16))  # ... of an unseen class
     write_json(js, ref)
     with pytest.raises(LeakError, match="16 pixels"):
-        check_no_leak(res.seen_json, js, js.with_suffix(""), "synth-default")
+        check_no_leak(res.seen_json, js, js.with_suffix(""), "benchmark-default")
 
 
 def test_presets():
@@ -147,64 +147,64 @@ def test_unknown_class_name_lists_close_names(coco_mini, tmp_path):
     assert r.exit_code == 2 and "giraffe" in r.output and not (tmp_path / "o").exists()
 
 
-def _bad(synth_copy, tmp_path, edit, match):
-    js = synth_copy / "annotations" / "panoptic_train.json"
+def _bad(benchmark_copy, tmp_path, edit, match):
+    js = benchmark_copy / "annotations" / "panoptic_train.json"
     d = read_json(js)
-    edit(d, synth_copy)
+    edit(d, benchmark_copy)
     write_json(js, d)
     out = tmp_path / "out"
     with pytest.raises(DataError, match=match):
-        split_dataset(js, "synth-default", out)
+        split_dataset(js, "benchmark-default", out)
     assert not out.exists()
     assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())
 
 
-def test_missing_png(synth_copy, tmp_path):
+def test_missing_png(benchmark_copy, tmp_path):
     def edit(d, root):
         (root / "annotations" / "panoptic_train" / d["annotations"][3]["file_name"]).unlink()
-    _bad(synth_copy, tmp_path, edit, r"000000000004\.png: segment PNG missing \(image 4")
+    _bad(benchmark_copy, tmp_path, edit, r"000000000004\.png: segment PNG missing \(image 4")
 
 
-def test_segment_absent_from_png(synth_copy, tmp_path):
+def test_segment_absent_from_png(benchmark_copy, tmp_path):
     def edit(d, root):
         d["annotations"][2]["segments_info"].append({"id": 77, "category_id": 1, "area": 5, "bbox": [0, 0, 1, 1], "iscrowd": 0})
-    _bad(synth_copy, tmp_path, edit, r"segments_info id\(s\) \[77\] of image 3 are absent from the PNG")
+    _bad(benchmark_copy, tmp_path, edit, r"segments_info id\(s\) \[77\] of image 3 are absent from the PNG")
 
 
-def test_png_id_absent_from_json(synth_copy, tmp_path):
+def test_png_id_absent_from_json(benchmark_copy, tmp_path):
     def edit(d, root):
         d["annotations"][1]["segments_info"].pop()
-    _bad(synth_copy, tmp_path, edit, r"PNG segment id\(s\) .* of image 2 are not in segments_info")
+    _bad(benchmark_copy, tmp_path, edit, r"PNG segment id\(s\) .* of image 2 are not in segments_info")
 
 
-def test_unknown_category_id(synth_copy, tmp_path):
+def test_unknown_category_id(benchmark_copy, tmp_path):
     def edit(d, root):
         d["annotations"][0]["segments_info"][0]["category_id"] = 999
-    _bad(synth_copy, tmp_path, edit, r"annotations\[0\] \(image 1\)\.segments_info\[0\]\.category_id 999 is not a known category id")
+    _bad(benchmark_copy, tmp_path, edit, r"annotations\[0\] \(image 1\)\.segments_info\[0\]\.category_id 999 is not a known category id")
 
 
-def test_duplicate_image_id(synth_copy, tmp_path):
+def test_duplicate_image_id(benchmark_copy, tmp_path):
     def edit(d, root):
         d["images"][1]["id"] = d["images"][0]["id"]
-    _bad(synth_copy, tmp_path, edit, r"images\[1\]: duplicate image id 1")
+    _bad(benchmark_copy, tmp_path, edit, r"images\[1\]: duplicate image id 1")
 
 
-def test_png_size_mismatch(synth_copy, tmp_path):
+def test_png_size_mismatch(benchmark_copy, tmp_path):
     def edit(d, root):
         d["images"][0]["width"] = 65
-    _bad(synth_copy, tmp_path, edit, r"PNG size 64x64 differs from image 1's width x height 65x64")
+    _bad(benchmark_copy, tmp_path, edit, r"PNG size 64x64 differs from image 1's width x height 65x64")
 
 
-def test_split_refuses_unreachable_unseen_class(synth_copy, tmp_path):
-    js = synth_copy / "annotations" / "panoptic_train.json"
+def test_split_refuses_unreachable_unseen_class(benchmark_copy, tmp_path):
+    js = benchmark_copy / "annotations" / "panoptic_train.json"
     with pytest.raises(ConfigError, match="attribute 'red'"):
         split_dataset(js, "red circle,red square,red triangle", tmp_path / "out")
 
 
-def test_existing_output_replaced_only_on_success(synth_copy, tmp_path):
-    js = synth_copy / "annotations" / "panoptic_train.json"
+def test_existing_output_replaced_only_on_success(benchmark_copy, tmp_path):
+    js = benchmark_copy / "annotations" / "panoptic_train.json"
     out = tmp_path / "out"
-    split_dataset(js, "synth-default", out)
+    split_dataset(js, "benchmark-default", out)
     before = sorted(p.name for p in out.iterdir())
     with pytest.raises(ConfigError):
         split_dataset(js, "no such class", out)

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT, WORD_VECTORS, write_json
-from zeroseg.embed.classes import EmbedConfig, embed_classes, read_embeddings
+from zeroseg.embed.classes import EmbedConfig, embed_classes
+from zeroseg.embed.space import read_embeddings
 from zeroseg.embed.safe_pickle import load_pickle
 from zeroseg.embed.table import load_table
 from zeroseg.embed.words import load_keyed_vectors
@@ -201,8 +202,8 @@ def test_a_checkpoint_that_needs_full_unpickling_is_refused(tmp_path):
     """A .pt file carrying a code-running object fails as a DataError (weights_only=True)."""
     import torch
 
-    from zeroseg.generator.classifier import load_head
-    from zeroseg.generator.train import load_generator
+    from zeroseg.head.model import load_head
+    from zeroseg.generator.checkpoint import load_generator
     from zeroseg.segmenter.model import load_checkpoint
 
     witness = tmp_path / "FILE"
@@ -222,8 +223,9 @@ def test_checkpoints_are_byte_stable(tmp_path):
 
     import torch
 
-    from zeroseg.evaluate.heads import Head
-    from zeroseg.generator.classifier import ClassifierConfig, load_head, save_head
+    from zeroseg.head.model import Head
+    from zeroseg.head.model import load_head, save_head
+    from zeroseg.head.train import ClassifierConfig
 
     torch.manual_seed(0)
     head = Head(torch.randn(4, 8), torch.zeros(4), [1, 2, 3], [True, False, True])

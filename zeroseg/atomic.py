@@ -90,7 +90,7 @@ def _temp_dir(final: Path) -> Path:
     return tmp
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
+def replace_dir(tmp: Path, final: Path) -> None:
     """Rename folder ``tmp`` onto ``final`` (a folder cannot replace a non-empty one in one step:
     the previous version is moved aside first, then removed)."""
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -112,7 +112,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_dir(tmp, final)
+    replace_dir(tmp, final)
 
 
 @contextmanager

@@ -37,19 +37,19 @@ def _reported() -> Iterator[None]:
 
 
 @app.command()
-def synth(
+def benchmark(
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the benchmark into (replaced atomically)."),
-    params: Optional[Path] = typer.Option(None, help="params.yaml whose 'synth' section sets the world; defaults otherwise."),
+    params: Optional[Path] = typer.Option(None, help="params.yaml whose 'benchmark' section sets the world; defaults otherwise."),
     seed: Optional[int] = typer.Option(None, help="Override the seed."),
 ) -> None:
     """Write the embedded synthetic benchmark in the COCO panoptic format."""
     import dataclasses
 
     from zeroseg.config import load_section
-    from zeroseg.synth import SynthConfig, generate
+    from zeroseg.benchmark import BenchmarkConfig, generate
 
     with _reported():
-        cfg = load_section(params, "synth", SynthConfig) if params else SynthConfig()
+        cfg = load_section(params, "benchmark", BenchmarkConfig) if params else BenchmarkConfig()
         if seed is not None:
             cfg = dataclasses.replace(cfg, seed=seed)
         res = generate(cfg, out_dir)
@@ -59,7 +59,7 @@ def synth(
 @app.command()
 def split(
     annotation_json: Path = typer.Argument(..., help="COCO panoptic JSON (its PNGs in the folder of the same stem)."),
-    unseen: str = typer.Option(..., help="Preset (coco-zsp, coco-zss, coco-zsi-48-17, coco-zsi-65-15, synth-default) or comma-separated class names."),
+    unseen: str = typer.Option(..., help="Preset (coco-zsp, coco-zss, coco-zsi-48-17, coco-zsi-65-15, benchmark-default) or comma-separated class names."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (replaced atomically)."),
     png_dir: Optional[Path] = typer.Option(None, help="Segment PNG folder if not <json stem>/ beside the JSON."),
     verify_pngs: bool = typer.Option(True, help="Read every PNG to check ids and run the leak guard."),
@@ -205,7 +205,7 @@ def train_generator_cmd(
     params: Path = PARAMS,
 ) -> None:
     """Train the feature generator (section 'generator'; with schedule joint also the class head, section 'classifier')."""
-    from zeroseg.generator.classifier import ClassifierConfig
+    from zeroseg.head.train import ClassifierConfig
     from zeroseg.generator.config import GeneratorConfig
     from zeroseg.generator.train import train_generator
 
@@ -229,11 +229,13 @@ def retrain_classifier_cmd(
     params: Path = PARAMS,
 ) -> None:
     """A classifier over seen + unseen + no-object (section 'classifier')."""
-    from zeroseg.generator.classifier import ClassifierConfig, retrain_classifier
+    from zeroseg.generator.checkpoint import joint_head
+    from zeroseg.head.retrain import retrain_classifier
+    from zeroseg.head.train import ClassifierConfig
 
     with _reported():
         retrain_classifier(_section(params, "classifier", ClassifierConfig), segmenter, seen_store, embeddings,
-                           split_all_json, out_file, unseen_features, projection, generator)
+                           split_all_json, out_file, unseen_features, projection, joint_head(generator) if generator else None)
     out.print(f"head -> {out_file}")
 
 
@@ -242,7 +244,7 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files to segment."),
     classes: str = typer.Option("", help="Comma-separated class names to add, e.g. 'purple circle, zebra'."),
     out_dir: Path = typer.Option(Path("predictions"), "--out", help="Output folder (replaced atomically)."),
-    checkpoint: Path = typer.Option(Path("."), help="Root of a pipeline run (data/segmenter, data/generators, ...)."),
+    run_dir: Path = typer.Option(Path("."), help="Root of a pipeline run (data/segmenter, data/generators, ...)."),
     generator: str = typer.Option("pading", help="Which trained generator (ablation row) synthesises the new classes."),
     seed: int = typer.Option(0, help="Which ablation seed's generator (data/generators/<row>-s<seed>.pt)."),
     params: Optional[Path] = typer.Option(None, help="params.yaml for the 'inference' thresholds."),
@@ -252,7 +254,7 @@ def predict(
 
     with _reported():
         res = predict_images(images, [c for c in classes.split(",") if c.strip()], out_dir,
-                             ModelFiles.from_root(checkpoint, generator, seed), with_inference(params))
+                             ModelFiles.from_root(run_dir, generator, seed), with_inference(params))
     out.print(f"{len(images)} image(s) -> {res} (+ panoptic/*.png, instances.json, semantic/*.png, overlay/*.png)")
 
 
@@ -268,9 +270,10 @@ def curve(
 ) -> None:
     """A head's seen–unseen PQ curve over the seen offset γ and its area (AUSUC; section 'inference')."""
     from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
-    from zeroseg.evaluate.heads import InferenceConfig, unseen_from_split
+    from zeroseg.data.classes import unseen_from_split
+    from zeroseg.evaluate.score import InferenceConfig
     from zeroseg.features.store import FeatureStore
-    from zeroseg.generator.classifier import load_head
+    from zeroseg.head.model import load_head
 
     with _reported():
         cfg = _section(params, "inference", InferenceConfig)
@@ -299,7 +302,7 @@ def fidelity(
     unseen features, tested on held-out real seen and real unseen ones; MMD per unseen class."""
     from zeroseg.data.panoptic import load_panoptic
     from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
-    from zeroseg.generator.classifier import load_head
+    from zeroseg.head.model import load_head
 
     with _reported():
         names = {c: cat.name for c, cat in load_panoptic(split_all_json).categories.items()}
@@ -371,7 +374,7 @@ def ap(
     from zeroseg.atomic import read_json
     from zeroseg.data.panoptic import Category
     from zeroseg.metrics.instance import instance_files
-    from zeroseg.metrics.panoptic import unseen_ids_of
+    from zeroseg.data.classes import unseen_ids_of
 
     with _reported():
         raw = read_json(gt_json, "COCO instances file")

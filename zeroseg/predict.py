@@ -18,13 +18,15 @@ from PIL import Image
 from zeroseg.atomic import atomic_dir, write_json
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic, read_rgb, write_ids
-from zeroseg.embed.classes import EmbedConfig, embed_categories, read_embeddings
+from zeroseg.embed.classes import EmbedConfig, embed_categories
+from zeroseg.embed.space import read_embeddings
 from zeroseg.errors import DataError
-from zeroseg.evaluate.heads import Head, InferenceConfig, coco_results, segmenter_head
+from zeroseg.evaluate.score import InferenceConfig, coco_results
+from zeroseg.head.model import Head, segmenter_head
 from zeroseg.features.store import FeatureStore
-from zeroseg.generator.classifier import ClassifierConfig, SeenRows, UnseenPool, retrain_head
-from zeroseg.generator.train import load_generator, synthesize
-from zeroseg.report import overlay
+from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head
+from zeroseg.generator.checkpoint import load_generator, synthesize
+from zeroseg.evaluate.overlay import overlay
 from zeroseg.segmenter.data import fit_size, to_canvas
 from zeroseg.evaluate.inference import upsample_masks
 from zeroseg.segmenter.model import model_from_checkpoint, query_features

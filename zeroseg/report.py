@@ -4,7 +4,6 @@ per-class PQ bars, and qualitative panoptic overlays, baseline vs PADing (Fig. 6
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +22,9 @@ from zeroseg.atomic import Outputs, atomic_file, json_text, read_json  # noqa: E
 from zeroseg.errors import DataError  # noqa: E402
 
 if TYPE_CHECKING:
-    from zeroseg.evaluate.heads import InferenceConfig
+    from zeroseg.evaluate.score import InferenceConfig
 
-#: the rows the pictures compare (they must be among params ``heads``)
+#: the rows the pictures compare (they must be among the ablation rows)
 PICTURED = ("projection", "pading")
 TASKS = ("pq", "sq", "rq", "map50", "r100", "miou")
 PARTS = ("seen", "unseen", "hm")
@@ -53,18 +52,18 @@ def row_file(metrics_dir: str | os.PathLike, stem: str, seed: int) -> Path:
     return Path(metrics_dir) / f"{stem}-s{seed}.json"
 
 
-def collect(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int],
+def collect(metrics_dir: str | os.PathLike, ablation: list[str], seeds: list[int],
             fidelity_dir: str | os.PathLike | None = None, generators: list[str] = ()) -> dict[str, list[dict]]:
-    """row -> one metrics dict per seed, for the rows of params ``heads`` in their order. Projection
+    """row -> one metrics dict per seed, for the ``ablation`` rows in their order. Projection
     and PADing are required (the pictures compare them); every (row, seed) file must exist. With
     ``fidelity_dir``, the ``generators`` rows also bring their feature-level metrics."""
-    if len(set(heads)) != len(heads):
-        raise DataError(f"heads: a row is listed twice in {heads}")
+    if len(set(ablation)) != len(ablation):
+        raise DataError(f"ablation rows: a row is listed twice in {ablation}")
     for need in PICTURED:
-        if need not in heads:
-            raise DataError(f"heads: the report needs row '{need}'")
+        if need not in ablation:
+            raise DataError(f"ablation rows: the report needs row '{need}' (params baselines / generators)")
     out = {}
-    for row in heads:
+    for row in ablation:
         files = [row_file(metrics_dir, row, s) for s in seeds]
         if fidelity_dir is not None and row in generators:
             files += [row_file(fidelity_dir, row, s) for s in seeds]
@@ -214,19 +213,6 @@ def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str
     _save(fig, path, outputs)
 
 
-def overlay(rgb: np.ndarray, ids: np.ndarray, segments: list[dict], names: dict[int, str], unseen: set[int]) -> np.ndarray:
-    """Blend a random colour per segment over the image; unseen-class segments get a red border."""
-    out = rgb.astype(np.float32).copy()
-    rng = np.random.default_rng(0)
-    for s in segments:
-        m = ids == s["id"]
-        out[m] = 0.45 * out[m] + 0.55 * rng.integers(40, 255, 3)
-        if s["category_id"] in unseen:
-            edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
-            out[edge] = (255, 0, 0)
-    return out.clip(0, 255).astype(np.uint8)
-
-
 def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path: Path,
                      outputs: Outputs | None = None) -> None:
     """panels[i] = [(title, image, labels), ...] for one validation image per row."""
@@ -243,7 +229,7 @@ def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path
     _save(fig, path, outputs)
 
 
-def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[int], out_json: str | os.PathLike,
+def write_report(metrics_dir: str | os.PathLike, ablation: list[str], seeds: list[int], out_json: str | os.PathLike,
                  out_full_json: str | os.PathLike, out_md: str | os.PathLike, outputs: Outputs | None = None,
                  fidelity_dir: str | os.PathLike | None = None, generators: list[str] = (),
                  diagnostics_dir: str | os.PathLike | None = None) -> dict:
@@ -253,7 +239,7 @@ def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[i
     ``diagnostics_dir``: their per-class tables (the first seed's go into the markdown).
     ``outputs``: the stage's :class:`~zeroseg.atomic.Outputs` (committed with the pictures);
     the headline metric is written last."""
-    rows = collect(metrics_dir, heads, seeds, fidelity_dir, generators)
+    rows = collect(metrics_dir, ablation, seeds, fidelity_dir, generators)
     summary = summarise(rows)
     headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE)}
     per_seed = {f"{row}.{k}.s{s}": m.get(k) for row, runs in rows.items() for s, m in zip(seeds, runs)
@@ -267,7 +253,7 @@ def write_report(metrics_dir: str | os.PathLike, heads: list[str], seeds: list[i
                  "(per-class accuracy).\n\n" + calibration_markdown(summary))
     if diagnostics_dir is not None:
         tables = {row: pd.read_parquet(row_file(diagnostics_dir, row, seeds[0]).with_suffix(".parquet"))
-                  for row in heads if row in generators}
+                  for row in ablation if row in generators}
         if tables:
             text += f"\n## Unseen classes, seed {seeds[0]}\n\n" + diagnostics_markdown(tables)
     with _target(out_md, outputs) as tmp:
@@ -314,17 +300,19 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
                   val_json: str | os.PathLike, val_images: str | os.PathLike, split_all_json: str | os.PathLike,
                   plots_dir: str | os.PathLike, seed: int, outputs: Outputs | None = None,
                   unseen_store: str | os.PathLike | None = None, curves_dir: str | os.PathLike | None = None,
-                  metrics_dir: str | os.PathLike | None = None, heads: list[str] = (),
+                  metrics_dir: str | os.PathLike | None = None, ablation: list[str] = (),
                   inference: InferenceConfig | None = None) -> list[Path]:
     """t-SNE per generator (with the real unseen features of ``unseen_store``), the seen–unseen
-    curves of the ``heads`` rows (``curves_dir``; the table's point from ``metrics_dir``),
+    curves of the ``ablation`` rows (``curves_dir``; the table's point from ``metrics_dir``),
     per-class PQ bars (projection vs PADing), overlays (input / GT / projection / PADing), all
     from the run of ablation seed ``seed``. ``outputs``: the stage's
     :class:`~zeroseg.atomic.Outputs` (the pictures are committed with the metrics)."""
+    from zeroseg.data.classes import unseen_from_split
     from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image
-    from zeroseg.evaluate.heads import InferenceConfig, predict_store, unseen_from_split
+    from zeroseg.evaluate.score import InferenceConfig, predict_store
+    from zeroseg.evaluate.overlay import overlay
     from zeroseg.features.store import FeatureStore
-    from zeroseg.generator.classifier import load_head
+    from zeroseg.head.model import load_head
 
     plots = Path(plots_dir)
     plots.mkdir(parents=True, exist_ok=True)
@@ -343,7 +331,7 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
         urows = _sample_rows(ulab, uiou, sorted(unseen), cfg.tsne_per_class, rng)
         real_unseen = (su.features(urows), ulab[urows])
     synth = {}
-    for row in heads:
+    for row in ablation:
         p = Path(synthetic_dir) / f"{row}-s{seed}"
         if p.exists():
             s = FeatureStore(p)
@@ -354,7 +342,7 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
     written.append(plots / "tsne.png")
     if curves_dir is not None:
         curves, marks = {}, {}
-        for row in heads:
+        for row in ablation:
             curves[row] = pd.read_parquet(row_file(curves_dir, row, seed).with_suffix(".parquet"))
             if metrics_dir is not None:
                 m = read_json(row_file(metrics_dir, row, seed), "row metrics")

@@ -12,7 +12,6 @@ Two training protocols (``split.policy``):
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +20,16 @@ import numpy as np
 import pandas as pd
 
 from zeroseg.atomic import atomic_dir, write_json
-from zeroseg.data.panoptic import Category, PanopticDataset, check_ids_match, default_png_dir, load_panoptic, read_id_png
+from zeroseg.data.classes import check_attribute_coverage, resolve_unseen, unseen_ids
+from zeroseg.data.panoptic import PanopticDataset, check_ids_match, default_png_dir, load_panoptic, read_id_png
 from zeroseg.errors import ConfigError, DataError, LeakError
-from zeroseg.presets import PRESETS, resolve_unseen
-from zeroseg.synth import check_attribute_coverage
 
 
 @dataclass(frozen=True)
 class SplitConfig:
     """params.yaml section ``split``."""
 
-    unseen: str = "synth-default"  # a preset name or comma-separated class names
+    unseen: str = "benchmark-default"  # a preset name or comma-separated class names
     verify_pngs: bool = True  # read every PNG: ids must match segments_info (and the leak guard runs)
     policy: str = "drop"  # drop: no image with an unseen pixel trains; ignore: unseen segments become ignore regions
 
@@ -65,25 +63,6 @@ class SplitResult:
         return out
 
 
-def match_class_names(categories: dict[int, Category], names: tuple[str, ...], source: object) -> dict[str, int]:
-    """Class name -> category id; unknown names raise with the closest known names (``source``
-    names the file the categories came from)."""
-    by_name = {c.name: c.id for c in categories.values()}
-    out, problems = {}, []
-    for n in names:
-        if n in by_name:
-            out[n] = by_name[n]
-        else:
-            close = difflib.get_close_matches(n, list(by_name), n=4, cutoff=0.5)
-            problems.append(f"{n!r} (close: {', '.join(close) if close else 'none'})")
-    if problems:
-        raise ConfigError(
-            f"{source}: unknown unseen class name(s): {'; '.join(problems)}. "
-            f"Presets: {', '.join(sorted(PRESETS))}"
-        )
-    return out
-
-
 def _subset(ds: PanopticDataset, image_ids: list[int], categories: list[dict], ignore: set[int] = frozenset()) -> dict:
     """The JSON of ``image_ids``; segments whose category is in ``ignore`` get ``"ignore": 1``."""
     keep = set(image_ids)
@@ -113,7 +92,7 @@ def split_dataset(
     annotation_json = Path(annotation_json)
     ds = load_panoptic(annotation_json)
     names = resolve_unseen(unseen)
-    unseen_ids = set(match_class_names(ds.categories, names, ds.path).values())
+    unseen_set = unseen_ids(ds.categories, names, ds.path)
     if all("attributes" in c.raw for c in ds.categories.values()):
         try:
             check_attribute_coverage([c.raw for c in ds.categories.values()], names)
@@ -121,20 +100,20 @@ def split_dataset(
             raise ConfigError(f"{ds.path}: {exc}") from exc
     png_dir = Path(png_dir) if png_dir is not None else default_png_dir(annotation_json)
 
-    categories = [dict(c.raw, split="unseen" if c.id in unseen_ids else "seen") for c in ds.categories.values()]
+    categories = [dict(c.raw, split="unseen" if c.id in unseen_set else "seen") for c in ds.categories.values()]
     rows, seen_imgs, unseen_imgs = [], [], []
     for iid, image in ds.images.items():
         segs = ds.segments(iid)
-        present = sorted({ds.categories[s["category_id"]].name for s in segs if s["category_id"] in unseen_ids})
+        present = sorted({ds.categories[s["category_id"]].name for s in segs if s["category_id"] in unseen_set})
         if verify_pngs and iid in ds.annotations:
             ids = read_id_png(png_dir, ds.annotations[iid], image)
             check_ids_match(ids, ds.annotations[iid], str(png_dir / ds.annotations[iid]["file_name"]))
         (unseen_imgs if present else seen_imgs).append(iid)
-        ignored = sum(s["category_id"] in unseen_ids for s in segs) if policy == "ignore" else 0
+        ignored = sum(s["category_id"] in unseen_set for s in segs) if policy == "ignore" else 0
         rows.append({"image_id": iid, "file_name": image["file_name"], "kept": policy == "ignore" or not present,
                      "unseen_classes": present, "num_segments": len(segs), "ignored_segments": ignored})
     train_imgs = list(ds.images) if policy == "ignore" else seen_imgs
-    train_ignore = unseen_ids if policy == "ignore" else set()
+    train_ignore = unseen_set if policy == "ignore" else set()
 
     stem = annotation_json.stem
     out_dir = Path(out_dir)
@@ -165,7 +144,7 @@ def check_no_unseen_target(
     Raises :class:`LeakError`; returns the number of ignored unseen segments."""
     seen = load_panoptic(seen_json)
     ref = load_panoptic(reference_json)
-    unseen_ids = set(match_class_names(ref.categories, resolve_unseen(unseen), ref.path).values())
+    unseen_set = unseen_ids(ref.categories, unseen, ref.path)
     leaks, ignored = [], 0
     for iid, ann in seen.annotations.items():
         if iid not in ref.annotations:
@@ -174,7 +153,7 @@ def check_no_unseen_target(
         for s in ann["segments_info"]:
             if s["id"] not in ref_cat:
                 leaks.append(f"image {iid}: segment {s['id']} is not in the reference")
-            elif ref_cat[s["id"]] in unseen_ids:
+            elif ref_cat[s["id"]] in unseen_set:
                 if s.get(IGNORE_KEY) == 1:
                     ignored += 1
                 else:
@@ -198,7 +177,7 @@ def check_no_leak(
     its pixels are in the image but never in a target). Returns the number of images checked."""
     seen = load_panoptic(seen_json)
     ref = load_panoptic(reference_json)
-    unseen_ids = set(match_class_names(ref.categories, resolve_unseen(unseen), ref.path).values())
+    unseen_set = unseen_ids(ref.categories, unseen, ref.path)
     leaks = []
     for iid in seen.images:
         if iid not in ref.annotations:
@@ -208,7 +187,7 @@ def check_no_leak(
         check_ids_match(ids, ann, str(Path(png_dir) / ann["file_name"]))
         ignored = {s["id"] for s in seen.annotations[iid]["segments_info"] if s.get(IGNORE_KEY) == 1} \
             if iid in seen.annotations else set()
-        unseen_segs = [s["id"] for s in ann["segments_info"] if s["category_id"] in unseen_ids and s["id"] not in ignored]
+        unseen_segs = [s["id"] for s in ann["segments_info"] if s["category_id"] in unseen_set and s["id"] not in ignored]
         pixels = int(np.isin(ids, unseen_segs).sum()) if unseen_segs else 0
         if pixels:
             names = sorted({ref.categories[s["category_id"]].name for s in ann["segments_info"] if s["id"] in unseen_segs})

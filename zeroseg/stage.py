@@ -20,7 +20,7 @@ def section(name: str, cls: type[T], params_file: str = PARAMS_FILE) -> T:
 
 
 def value(name: str, params_file: str = PARAMS_FILE) -> Any:
-    """A top-level params value that several stages share (``seeds``, ``generators``, ``heads``)."""
+    """A top-level params value that several stages share (``seeds``, ``generators``, ``baselines``)."""
     return params_value(params_file, name, "top-level key")
 
 
@@ -34,6 +34,24 @@ def row_overrides(row: str, params_file: str = PARAMS_FILE) -> list[str]:
     if not isinstance(spec, str) or not all("=" in kv for kv in spec.split()):
         raise ConfigError(f"{params_file}: generators.{row} must be 'key=value ...', got {spec!r}")
     return spec.split()
+
+
+BASELINES = ("projection", "oracle")  # the rows without a generator, in the order they bracket the table
+
+
+def rows(params_file: str = PARAMS_FILE) -> tuple[list[str], list[str]]:
+    """(every ablation row in the report's order: projection, the ``generators`` rows in params
+    order, the oracle; the generator rows alone). Rows are declared once: params ``generators``
+    (a mapping) and ``baselines`` (a subset of projection, oracle)."""
+    gens, base = value("generators", params_file), value("baselines", params_file)
+    if not isinstance(gens, dict) or not gens:
+        raise ConfigError(f"{params_file}: generators must be a mapping row -> 'key=value ...', got {gens!r}")
+    if not isinstance(base, list) or any(b not in BASELINES for b in base) or len(set(base)) != len(base):
+        raise ConfigError(f"{params_file}: baselines must be distinct names among {list(BASELINES)}, got {base!r}")
+    clash = sorted(set(gens) & set(base))
+    if clash:
+        raise ConfigError(f"{params_file}: rows {clash} are both a generator row and a baseline")
+    return [b for b in BASELINES[:1] if b in base] + list(gens) + [b for b in BASELINES[1:] if b in base], list(gens)
 
 
 def seeds(params_file: str = PARAMS_FILE) -> list[int]:

@@ -54,7 +54,7 @@ UNUSED: frozenset[str] = frozenset({
 })
 #: The 171 classes in use: name -> pixel value.
 USED: dict[str, int] = {n: v for v, n in enumerate(COCOSTUFF_NAMES) if n not in UNUSED}
-IGNORE = 255
+UNLABELLED = 255  # the pixel value of unlabelled pixels in COCO-Stuff's label maps (not a class)
 NUM_THINGS = 91  # values 0..90 are COCO's thing ids 1..91; 91.. are stuff
 
 
@@ -81,7 +81,7 @@ def read_label_map(path: Path) -> np.ndarray:
 
 _VALID = np.zeros(256, bool)
 _VALID[list(USED.values())] = True
-_VALID[IGNORE] = True
+_VALID[UNLABELLED] = True
 
 
 def convert_map(args: tuple[Path, Path, str]) -> tuple[dict, dict]:
@@ -95,7 +95,7 @@ def convert_map(args: tuple[Path, Path, str]) -> tuple[dict, dict]:
         image_id = int(src.stem)
     except ValueError as exc:
         raise DataError(f"{src}: file name is not a COCO image id (expected e.g. 000000000139.png)") from exc
-    ids = np.where(lab == IGNORE, 0, lab.astype(np.int64) + 1)
+    ids = np.where(lab == UNLABELLED, 0, lab.astype(np.int64) + 1)
     segments = [segment_info(v, v, ids == v) for v in np.unique(ids).tolist() if v]
     write_ids(png_dir / f"{src.stem}.png", ids)
     h, w = lab.shape

@@ -16,10 +16,10 @@ import numpy as np
 from PIL import Image
 
 from zeroseg.atomic import atomic_dir, atomic_file, write_json
-from zeroseg.data.cocostuff import IGNORE, USED
+from zeroseg.data.cocostuff import UNLABELLED, USED
 from zeroseg.data.instances import panoptic_instances
 from zeroseg.data.panoptic import PanopticDataset, default_png_dir, load_panoptic, read_id_png
-from zeroseg.embed.names import match_key
+from zeroseg.data.names import match_key
 from zeroseg.errors import DataError
 
 
@@ -46,7 +46,7 @@ def panoptic_to_stuffmaps(panoptic_json: str | os.PathLike, out_dir: str | os.Pa
     with atomic_dir(out_dir) as tmp:
         for iid, ann in ds.annotations.items():
             ids = read_id_png(png_dir, ann, ds.images[iid])
-            lut = {0: IGNORE} | {s["id"]: value[s["category_id"]] for s in ann["segments_info"]}
+            lut = {0: UNLABELLED} | {s["id"]: value[s["category_id"]] for s in ann["segments_info"]}
             keys = np.array(sorted(lut), np.int64)
             lab = np.array([lut[k] for k in keys], np.uint8)[np.searchsorted(keys, ids)]
             Image.fromarray(lab).save(tmp / f"{Path(ds.images[iid]['file_name']).stem}.png")

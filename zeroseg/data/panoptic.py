@@ -54,13 +54,6 @@ class PanopticDataset:
     annotations: dict[int, dict[str, Any]]
     categories: dict[int, Category]
 
-    @property
-    def image_ids(self) -> list[int]:
-        return list(self.images)
-
-    def category_by_name(self) -> dict[str, Category]:
-        return {c.name: c for c in self.categories.values()}
-
     def segments(self, image_id: int) -> list[dict[str, Any]]:
         ann = self.annotations.get(image_id)
         return [] if ann is None else list(ann["segments_info"])

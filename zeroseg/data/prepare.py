@@ -26,7 +26,7 @@ from zeroseg.data.cocostuff import stuffmaps_to_panoptic
 from zeroseg.data.instances import filter_instances, instances_to_panoptic, keep_classes, load_instances, panoptic_instances
 from zeroseg.data.panoptic import check_ids_match, default_png_dir, load_panoptic, read_id_png
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.presets import split_classes
+from zeroseg.data.classes import split_classes
 
 FORMATS = ("panoptic", "stuff", "instances")
 

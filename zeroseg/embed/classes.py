@@ -139,26 +139,6 @@ def embed_classes(categories_json: str | os.PathLike, cfg: EmbedConfig, out: str
     return df
 
 
-def read_embeddings(path: str | os.PathLike) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """(table, (N, D) float32 vectors, metadata) of an embed Parquet file."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: class-embedding file not found")
-    t = pq.read_table(p)
-    meta = json.loads((t.schema.metadata or {}).get(b"zeroseg", b"{}"))
-    df = t.to_pandas()
-    for col in ("category_id", "name", "split", "vector"):
-        if col not in df.columns:
-            raise DataError(f"{p}: column '{col}' missing")
-    dims = sorted({len(v) for v in df["vector"]})
-    if len(dims) != 1:
-        raise DataError(f"{p}: class vectors have different dimensions {dims}")
-    if meta.get("dim") is not None and dims[0] != meta["dim"]:
-        raise DataError(f"{p}: vectors are {dims[0]}-d but the metadata says {meta['dim']}-d")
-    vecs = np.stack(df["vector"].to_numpy()).astype(np.float32)
-    return df, vecs, meta
-
-
 def embed_categories(categories: list[dict], cfg: EmbedConfig) -> tuple[np.ndarray, list[int]]:
     """(N, D) float32 vectors of ``categories`` (sources concatenated, then normalised) and each
     source's dimension. Also serves free class names: ``[{"id": i, "name": n}, ...]``."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroseg.embed.names import match_key
+from zeroseg.data.names import match_key
 from zeroseg.embed.safe_pickle import load_pickle
 from zeroseg.errors import ConfigError, DataError
 

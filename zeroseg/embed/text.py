@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from zeroseg.embed.names import synonyms
+from zeroseg.data.names import synonyms
 from zeroseg.errors import ConfigError
 
 #: CLIP-style prompts (a subset of the ImageNet/ViLD ensemble).

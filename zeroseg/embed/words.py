@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroseg.embed.names import synonyms
+from zeroseg.data.names import synonyms
 from zeroseg.embed.text import l2n
 from zeroseg.errors import ConfigError, DataError
 

@@ -14,7 +14,8 @@ import torch
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.errors import DataError
 from zeroseg.evaluate.calibration import ausuc, curve_offsets, offset_logits, seen_columns
-from zeroseg.evaluate.heads import Head, gt_queries
+from zeroseg.evaluate.score import gt_queries
+from zeroseg.head.model import Head
 from zeroseg.evaluate.inference import panoptic_inference
 from zeroseg.features.store import FeatureStore
 from zeroseg.metrics.panoptic import PanopticEvaluator
@@ -22,7 +23,7 @@ from zeroseg.metrics.panoptic import PanopticEvaluator
 
 class CurveScorer:
     """A head's seen–unseen PQ curve, scored image by image beside the main evaluation (one pass
-    over the store: :func:`zeroseg.evaluate.heads.evaluate_head` hands each image's logits and
+    over the store: :func:`zeroseg.evaluate.score.evaluate_head` hands each image's logits and
     upsampled masks to :meth:`add`). The γ grid is :func:`curve_offsets` of the head's logits
     on every stored query (no labels)."""
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from zeroseg.atomic import write_json, written
+from zeroseg.atomic import replace_dir, write_json, written
 from zeroseg.errors import DataError
 
 NO_OBJECT = -1
@@ -114,9 +114,7 @@ class ShardWriter:
         """Flush and move the shard into place; returns its (image_id, row_start, row_count)."""
         self.flush()
         written()  # the test hook: the shard is complete under its temporary name
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        os.replace(self.tmp, self.final)
+        replace_dir(self.tmp, self.final)
         return self.images
 
     def abort(self) -> None:
@@ -145,13 +143,7 @@ def finalize_store(tmp_store: Path, final: Path, meta: dict) -> None:
     written()  # the test hook
     write_json(tmp_store / "meta.json", dict(meta, rows=int(index["row_count"].sum()), images=len(index)))
     written()  # the test hook: the store is complete under its temporary name
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp_store, final)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp_store, final)
 
 
 @functools.lru_cache(maxsize=4)

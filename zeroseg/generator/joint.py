@@ -14,15 +14,14 @@ import torch
 
 from zeroseg.errors import DataError
 from zeroseg.features.store import FeatureStore
-from zeroseg.generator.classifier import ClassifierConfig, HeadTrainer, SeenRows, draw_unseen, segmenter_init
+from zeroseg.head.model import segmenter_head
+from zeroseg.head.train import ClassifierConfig, HeadTrainer, SeenRows, draw_unseen, segmenter_init
 
 
-class JointHead:
+class JointSchedule:
     """The head trained alongside a generator over ``space`` (seen then unseen classes)."""
 
     def __init__(self, cfg: ClassifierConfig, space, segmenter: str | os.PathLike, store: FeatureStore, seed: int) -> None:
-        from zeroseg.evaluate.heads import segmenter_head
-
         sh = segmenter_head(segmenter)
         if sh.class_ids != space.seen_ids:
             raise DataError(f"{segmenter}: its classes differ from the seen store's ({len(sh.class_ids)} vs "

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
-from zeroseg.generator.train import load_generator, synthesize
+from zeroseg.generator.checkpoint import load_generator, synthesize
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ same whole images (``zeroseg.generator.joint``), and the checkpoint carries that
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,63 +18,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from zeroseg.atomic import atomic_file
-from zeroseg.config import from_dict
-from zeroseg.embed.classes import read_embeddings
+from zeroseg.embed.space import ClassSpace, class_space
 from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.store import NO_OBJECT, FeatureStore
 from zeroseg.generator.align import alignment_loss
+from zeroseg.generator.checkpoint import build_generator
 from zeroseg.generator.config import LR_STEPS, POLY_POWER, GeneratorConfig, params_dict
 from zeroseg.generator.disentangle import Disentangler
 from zeroseg.generator.mmd import mmd, mmd_official
-from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator
 from zeroseg.generator.official_structure import OfficialStructure, official_losses
 from zeroseg.resume import kill_point, rng_state, set_rng_state
-
-
-@dataclass
-class ClassSpace:
-    """Classes known to the semantic space: seen (from the segmenter) then unseen."""
-
-    seen_ids: list[int]
-    unseen_ids: list[int]
-    emb: torch.Tensor  # (len(seen) + len(unseen), E), L2-normalised, in that order
-
-    @property
-    def all_ids(self) -> list[int]:
-        return self.seen_ids + self.unseen_ids
-
-
-def class_space(embeddings: str | os.PathLike, seen_ids: list[int]) -> ClassSpace:
-    """Check the embeddings file against the seen classes and order it seen-then-unseen."""
-    df, vecs, _ = read_embeddings(embeddings)
-    by_id = {int(c): i for i, c in enumerate(df["category_id"])}
-    missing = [c for c in seen_ids if c not in by_id]
-    if missing:
-        raise DataError(f"{embeddings}: no embedding for seen class id(s) {missing}")
-    split = dict(zip(df["category_id"].astype(int), df["split"]))
-    unseen = sorted(c for c in by_id if split[c] == "unseen")
-    if not unseen:
-        raise DataError(f"{embeddings}: no class has split 'unseen' (embed the split stage's *_all.json)")
-    extra = [c for c in by_id if split[c] == "seen" and c not in seen_ids]
-    if extra:
-        raise DataError(f"{embeddings}: seen classes {extra[:5]} are not among the segmenter's classes")
-    if not np.isfinite(vecs).all():
-        raise DataError(f"{embeddings}: non-finite embedding values")
-    order = [by_id[c] for c in seen_ids + unseen]
-    return ClassSpace(list(seen_ids), unseen, F.normalize(torch.from_numpy(vecs[order]).float(), dim=-1))
-
-
-def build_generator(cfg: GeneratorConfig, sem_dim: int, feat_dim: int) -> torch.nn.Module:
-    """The generator of a resolved config: (B, sem_dim) -> (B, feat_dim)."""
-    if cfg.arch == "gmmn":
-        return GMMNGenerator(sem_dim, feat_dim, hidden=cfg.ffn, noise_dim=sem_dim, noise_std=cfg.noise,
-                             dropout=cfg.dropout)
-    width = cfg.dim or feat_dim
-    if cfg.architecture == "official" and width != feat_dim:
-        raise ConfigError(f"generator.dim {cfg.dim}: the official architecture has no output Linear, so the "
-                          f"primitive width must be the feature dimension {feat_dim} (dim: 0)")
-    return PrimitiveGenerator(sem_dim, width, cfg.num_primitives, cfg.layers, cfg.heads, cfg.ffn, cfg.dropout,
-                              cfg.noise, cfg.architecture, out_dim=feat_dim)
 
 
 def lr_factor(cfg: GeneratorConfig, step: int) -> float:
@@ -193,7 +145,7 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
     With ``cfg.checkpoint_every`` the run's whole state (weights, optimisers, RNGs, step) is
     saved to ``<out>.last`` that often; a run of the same config on the same store resumes
     from it and ends with the same weights, bit for bit, as an uninterrupted run."""
-    from zeroseg.generator.joint import JointHead
+    from zeroseg.generator.joint import JointSchedule
 
     cfg = cfg.resolved()
     torch.manual_seed(cfg.seed)
@@ -213,7 +165,7 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
         if segmenter is None or head_cfg is None:
             raise ConfigError("generator.schedule joint trains the class head too: give the segmenter checkpoint "
                               "and the classifier section")
-        joint = JointHead(head_cfg, space, segmenter, store, cfg.seed)
+        joint = JointSchedule(head_cfg, space, segmenter, store, cfg.seed)
     whole_images = cfg.batch == "images" or joint is not None
     held = None if cfg.batch != "images" else joint.seen.x if joint is not None else store.held_features()
     classes = store.class_batches(present, cfg.per_class, rng, cfg.min_iou) if cfg.batch == "classes" else None
@@ -262,46 +214,3 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
         torch.save(state, f)  # through a file object: the archive folder is "archive/", whatever the file name
     resume_path.unlink(missing_ok=True)
     return last
-
-
-def _load(path: str | os.PathLike) -> dict:
-    try:
-        ck = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: generator checkpoint not found") from exc
-    except Exception as exc:  # corrupt or truncated file, or an object weights_only refuses
-        raise DataError(f"{path}: not a readable generator checkpoint: {exc}") from exc
-    for key in ("generator", "config", "seen_ids", "unseen_ids", "emb", "feat_dim"):
-        if not isinstance(ck, dict) or key not in ck:
-            raise DataError(f"{path}: generator checkpoint has no '{key}'")
-    return ck
-
-
-def load_generator(path: str | os.PathLike) -> tuple[torch.nn.Module, GeneratorConfig, ClassSpace]:
-    """A saved generator (``torch.load(weights_only=True)``), its resolved config and class space."""
-    ck = _load(path)
-    cfg = from_dict(GeneratorConfig, ck["config"])
-    space = ClassSpace(ck["seen_ids"], ck["unseen_ids"], ck["emb"])
-    gen = build_generator(cfg, space.emb.shape[1], ck["feat_dim"])
-    gen.load_state_dict(ck["generator"])
-    return gen.eval(), cfg, space
-
-
-def joint_head(path: str | os.PathLike, class_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The (K + 1, D) weight and bias of the head trained jointly with the generator at ``path``,
-    or None when it was trained alone; its classes must be ``class_ids``."""
-    ck = _load(path)
-    head = ck.get("joint_head")
-    if head is None:
-        return None
-    if list(head["class_ids"]) != list(class_ids):
-        raise DataError(f"{path}: the joint head's classes {list(head['class_ids'])[:5]}... differ from {class_ids[:5]}...")
-    return head["weight"], head["bias"]
-
-
-@torch.no_grad()
-def synthesize(gen: torch.nn.Module, emb: torch.Tensor, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(len(emb) * per_class, D) synthetic features and the row index of their class in ``emb``."""
-    torch.manual_seed(seed)
-    idx = torch.arange(len(emb)).repeat_interleave(per_class)
-    return gen(emb[idx]).numpy().astype(np.float32), idx.numpy()

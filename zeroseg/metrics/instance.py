@@ -11,33 +11,12 @@ import os
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from zeroseg.atomic import read_json
 from zeroseg.errors import DataError
 from zeroseg.metrics.summary import split_summary
-
-
-def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
-    """(N, H, W) bool -> N COCO RLEs with str ``counts`` (JSON-serialisable)."""
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    for r in rles:
-        r["counts"] = r["counts"].decode("ascii")
-    return rles
-
-
-def segments_to_instances(image_id: int, ids: np.ndarray, segments: list[dict], thing_ids: set[int]) -> list[dict[str, Any]]:
-    """Thing segments of one panoptic ground-truth image -> COCO GT annotations (the default
-    instance ground truth when no official instances file is given)."""
-    things = [s for s in segments if s["category_id"] in thing_ids]
-    rles = encode_masks(np.stack([ids == s["id"] for s in things])) if things else []
-    return [{"image_id": image_id, "category_id": s["category_id"], "segmentation": rle,
-             "area": int(s.get("area", int(mask_utils.area(rle)))), "bbox": list(mask_utils.toBbox(rle)),
-             "iscrowd": int(s.get("iscrowd", 0))} for s, rle in zip(things, rles)]
 
 
 def _coco(dataset: dict[str, Any]) -> COCO:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from zeroseg.atomic import read_json
+from zeroseg.data.classes import unseen_ids_of
 from zeroseg.data.panoptic import (MAX_INT64, MAX_SEGMENT_ID, Category, PanopticDataset, _file_name, _int, _require,
                                    _show, load_panoptic, read_id_png, read_ids)
 from zeroseg.errors import DataError
@@ -257,18 +258,6 @@ def iter_panoptic_pairs(gt: PanopticDataset, gt_dir: str | os.PathLike,
         g = read_id_png(gt_dir, ann, gt.images[iid], "ground-truth")  # also checked against the JSON's width x height
         p = read_ids(Path(pred_dir) / preds[iid]["file_name"], "prediction", iid)
         yield iid, g, ann["segments_info"], p, preds[iid]["segments_info"], preds[iid]["file_name"]
-
-
-def unseen_ids_of(categories: dict[int, Category], unseen: str | None, source: object = "ground truth") -> set[int] | None:
-    """Unseen category ids from a preset/name list, else from the categories' ``split`` field."""
-    if unseen:
-        from zeroseg.presets import resolve_unseen
-        from zeroseg.split import match_class_names
-
-        return set(match_class_names(categories, resolve_unseen(unseen), source).values())
-    if categories and all("split" in c.raw for c in categories.values()):
-        return {cid for cid, c in categories.items() if c.raw["split"] == "unseen"}
-    return None
 
 
 def pq_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_json: str | os.PathLike,

@@ -16,7 +16,7 @@ import numpy as np
 
 from zeroseg.metrics.summary import split_summary
 
-IGNORE = -1
+IGNORE = -1  # the one ignore label of the evaluators: GT VOID and "no prediction" pixels
 
 
 class SemanticEvaluator:

@@ -17,11 +17,13 @@ import numpy as np
 from PIL import Image
 
 from zeroseg.atomic import read_json
+from zeroseg.data.classes import unseen_ids_of
 from zeroseg.data.instances import load_instances
 from zeroseg.data.panoptic import Category, PanopticDataset, load_panoptic
 from zeroseg.errors import DataError
-from zeroseg.metrics.instance import instance_metrics, segments_to_instances
-from zeroseg.metrics.panoptic import PanopticEvaluator, iter_panoptic_pairs, unseen_ids_of
+from zeroseg.data.instances import segments_to_instances
+from zeroseg.metrics.instance import instance_metrics
+from zeroseg.metrics.panoptic import PanopticEvaluator, iter_panoptic_pairs
 from zeroseg.metrics.semantic import IGNORE, SemanticEvaluator
 
 TASKS = ("panoptic", "instance", "semantic")

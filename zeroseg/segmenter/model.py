@@ -127,11 +127,6 @@ def load_backbone(model: torch.nn.Module, source: str) -> None:
                           f"(missing {missing[:3]}, shape mismatch {shapes[:3]}); set backbone_* to its architecture")
 
 
-def classifier_head(model: torch.nn.Module) -> torch.nn.Linear:
-    """The linear class head (d -> C + 1) that reads the per-query embeddings."""
-    return model.class_predictor
-
-
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: SegmenterConfig,
                     classes: list[dict[str, Any]], step: int, optimizer: torch.optim.Optimizer | None = None,
                     resume: dict[str, Any] | None = None) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zeroseg.atomic import atomic_file, write_json
+from zeroseg.atomic import atomic_file
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.errors import ConfigError
@@ -199,7 +199,6 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
     final = out_dir / "model.pt"
     if ctx.is_main:
         save_checkpoint(final, _unwrap(model), cfg, classes, cfg.iterations)
-        write_json(out_dir / "classes.json", classes)
         last.unlink(missing_ok=True)
     ctx.barrier()
     return TrainResult(final, cfg.iterations, loss_avg, resumed_from)

@@ -43,7 +43,6 @@ TINTS: dict[str, tuple[int, int, int]] = {
     "brown": (130, 90, 60),
     "red": (165, 75, 60),
 }
-TEXTURES = ("smooth", "wavy", "speckled", "striped")
 #: Stuff classes: natural name -> (tint, texture).
 STUFF: dict[str, tuple[str, str]] = {
     "sky": ("blue", "smooth"),
@@ -57,13 +56,11 @@ STUFF: dict[str, tuple[str, str]] = {
     "brick wall": ("red", "striped"),
     "mud": ("brown", "wavy"),
 }
-#: The embedded benchmark's default unseen classes (also the split preset ``synth-default``).
-DEFAULT_UNSEEN = ("red triangle", "green square", "blue circle", "yellow triangle", "sand")
 
 
 @dataclass(frozen=True)
-class SynthConfig:
-    """Size and content of the embedded benchmark (params.yaml section ``synth``)."""
+class BenchmarkConfig:
+    """Size and content of the embedded benchmark (params.yaml section ``benchmark``)."""
 
     seed: int = 0
     image_size: int = 96
@@ -81,21 +78,21 @@ class SynthConfig:
     def __post_init__(self) -> None:
         for c in self.colours:
             if c not in COLOURS:
-                raise ConfigError(f"synth.colours: unknown colour {c!r}; known: {sorted(COLOURS)}")
+                raise ConfigError(f"benchmark.colours: unknown colour {c!r}; known: {sorted(COLOURS)}")
         for s in self.shapes:
             if s not in SHAPES:
-                raise ConfigError(f"synth.shapes: unknown shape {s!r}; known: {list(SHAPES)}")
+                raise ConfigError(f"benchmark.shapes: unknown shape {s!r}; known: {list(SHAPES)}")
         for s in self.stuff:
             if s not in STUFF:
-                raise ConfigError(f"synth.stuff: unknown stuff class {s!r}; known: {sorted(STUFF)}")
+                raise ConfigError(f"benchmark.stuff: unknown stuff class {s!r}; known: {sorted(STUFF)}")
         lo, hi = self.objects_per_image
         if not 0 <= lo <= hi:
-            raise ConfigError(f"synth.objects_per_image: need 0 <= min <= max, got {self.objects_per_image}")
+            raise ConfigError(f"benchmark.objects_per_image: need 0 <= min <= max, got {self.objects_per_image}")
         lo, hi = self.stuff_regions
         if not 1 <= lo <= hi <= len(self.stuff):
-            raise ConfigError(f"synth.stuff_regions: need 1 <= min <= max <= {len(self.stuff)}, got {self.stuff_regions}")
+            raise ConfigError(f"benchmark.stuff_regions: need 1 <= min <= max <= {len(self.stuff)}, got {self.stuff_regions}")
         if self.image_size < 32:
-            raise ConfigError(f"synth.image_size: at least 32 px, got {self.image_size}")
+            raise ConfigError(f"benchmark.image_size: at least 32 px, got {self.image_size}")
 
     def classes(self) -> list[dict]:
         """COCO categories: things first (colour × shape), then stuff; ids from 1."""
@@ -111,21 +108,6 @@ class SynthConfig:
         for i, c in enumerate(cats, start=1):
             c["id"] = i
         return cats
-
-
-def check_attribute_coverage(categories: list[dict], unseen: tuple[str, ...]) -> None:
-    """Each unseen class must share every attribute (by position) with some seen class of
-    its kind (thing/stuff); otherwise zero-shot transfer to it is impossible by design."""
-    by_name = {c["name"]: c for c in categories}
-    seen = [c for c in categories if c["name"] not in unseen]
-    for u in unseen:
-        cat = by_name[u]
-        for pos, attr in enumerate(cat["attributes"]):
-            if not any(s["isthing"] == cat["isthing"] and s["attributes"][pos] == attr for s in seen):
-                raise ConfigError(
-                    f"unseen class {u!r} has attribute {attr!r} that no seen "
-                    f"{'thing' if cat['isthing'] else 'stuff'} class shares: zero-shot transfer impossible"
-                )
 
 
 def shape_mask(shape: str, size: int, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
@@ -181,7 +163,7 @@ def texture(kind: str, tint: tuple[int, int, int], size: int, rng: np.random.Gen
     return img + rng.normal(0, 4, img.shape).astype(np.float32)
 
 
-def render_image(cfg: SynthConfig, cats: list[dict], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def render_image(cfg: BenchmarkConfig, cats: list[dict], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Draw one image. Returns RGB (S, S, 3) uint8, segment ids (S, S) int64, segments_info."""
     S = cfg.image_size
     things = [c for c in cats if c["isthing"]]
@@ -246,13 +228,13 @@ def render_image(cfg: SynthConfig, cats: list[dict], rng: np.random.Generator) -
 
 
 @dataclass(frozen=True)
-class SynthResult:
+class BenchmarkResult:
     out_dir: Path
     splits: dict[str, Path]  # split name -> panoptic JSON
     num_classes: int
 
 
-def generate(cfg: SynthConfig, out_dir: str | os.PathLike) -> SynthResult:
+def generate(cfg: BenchmarkConfig, out_dir: str | os.PathLike) -> BenchmarkResult:
     """Write the benchmark to ``out_dir`` (atomically): for split in (train, val):
     ``<split>/*.jpg``, ``annotations/panoptic_<split>.json`` and ``annotations/panoptic_<split>/*.png``.
     """
@@ -281,4 +263,4 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike) -> SynthResult:
                 "licenses": [{"id": 1, "name": "CC0 1.0 (synthetic)", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
                 "images": images, "annotations": anns, "categories": cats,
             }, indent=None)
-    return SynthResult(out_dir, {s: out_dir / "annotations" / f"panoptic_{s}.json" for s in sizes}, len(cats))
+    return BenchmarkResult(out_dir, {s: out_dir / "annotations" / f"panoptic_{s}.json" for s in sizes}, len(cats))

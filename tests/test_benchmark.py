@@ -7,20 +7,21 @@ import pytest
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image, rgb2id, id2rgb
 from zeroseg.errors import ConfigError
-from zeroseg.presets import PRESETS
-from zeroseg.synth import SynthConfig, check_attribute_coverage, generate, shape_mask
+from zeroseg.data.classes import PRESETS
+from zeroseg.benchmark import BenchmarkConfig, generate, shape_mask
+from zeroseg.data.classes import check_attribute_coverage
 
 
-def test_format_valid(tiny_synth):
+def test_format_valid(tiny_benchmark):
     for split in ("train", "val"):
-        js = tiny_synth / "annotations" / f"panoptic_{split}.json"
+        js = tiny_benchmark / "annotations" / f"panoptic_{split}.json"
         ds = load_panoptic(js)
         assert len(ds.images) == (40 if split == "train" else 12)
         for c in ds.raw["categories"]:
             assert {"id", "name", "isthing", "color", "attributes"} <= set(c)
             assert len(c["color"]) == 3
         for iid, ann in ds.annotations.items():
-            img = read_image(tiny_synth / split, ds.images[iid])
+            img = read_image(tiny_benchmark / split, ds.images[iid])
             assert img.shape == (64, 64, 3)
             ids = read_id_png(js.with_suffix(""), ann, ds.images[iid])
             present = set(np.unique(ids).tolist()) - {0}
@@ -35,8 +36,8 @@ def test_format_valid(tiny_synth):
             assert False in kinds  # every image has at least one stuff region
 
 
-def test_things_and_stuff_variety(tiny_synth):
-    ds = load_panoptic(tiny_synth / "annotations" / "panoptic_train.json")
+def test_things_and_stuff_variety(tiny_benchmark):
+    ds = load_panoptic(tiny_benchmark / "annotations" / "panoptic_train.json")
     per_image_things = [sum(ds.categories[s["category_id"]].isthing for s in a["segments_info"]) for a in ds.annotations.values()]
     assert max(per_image_things) >= 2
     used = {s["category_id"] for a in ds.annotations.values() for s in a["segments_info"]}
@@ -53,18 +54,18 @@ def _digest(folder):
 
 
 def test_deterministic(tmp_path):
-    cfg = SynthConfig(seed=5, image_size=48, train_images=6, val_images=2)
+    cfg = BenchmarkConfig(seed=5, image_size=48, train_images=6, val_images=2)
     generate(cfg, tmp_path / "a")
     generate(cfg, tmp_path / "b")
-    generate(SynthConfig(seed=6, image_size=48, train_images=6, val_images=2), tmp_path / "c")
+    generate(BenchmarkConfig(seed=6, image_size=48, train_images=6, val_images=2), tmp_path / "c")
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
 def test_default_unseen_shares_every_attribute():
-    cats = SynthConfig().classes()
+    cats = BenchmarkConfig().classes()
     names = {c["name"] for c in cats}
-    unseen = PRESETS["synth-default"]
+    unseen = PRESETS["benchmark-default"]
     assert set(unseen) <= names
     assert any(not c["isthing"] for c in cats if c["name"] in unseen)
     assert sum(c["isthing"] for c in cats if c["name"] in unseen) >= 3
@@ -76,11 +77,11 @@ def test_default_unseen_shares_every_attribute():
 
 def test_config_errors():
     with pytest.raises(ConfigError, match="unknown colour 'pink'"):
-        SynthConfig(colours=("red", "pink"))
+        BenchmarkConfig(colours=("red", "pink"))
     with pytest.raises(ConfigError, match="unknown key"):
-        from_dict(SynthConfig, {"image_sise": 64})
+        from_dict(BenchmarkConfig, {"image_sise": 64})
     with pytest.raises(ConfigError, match="image_size: expected an integer"):
-        from_dict(SynthConfig, {"image_size": "big"})
+        from_dict(BenchmarkConfig, {"image_size": "big"})
 
 
 def test_shapes_differ():
@@ -100,12 +101,12 @@ def test_rgb_id_roundtrip():
 
 
 def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
-    import zeroseg.synth as synth
+    import zeroseg.benchmark as benchmark
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synth, "render_image", boom)
+    monkeypatch.setattr(benchmark, "render_image", boom)
     with pytest.raises(RuntimeError):
-        generate(SynthConfig(image_size=48, train_images=2, val_images=1), tmp_path / "out")
+        generate(BenchmarkConfig(image_size=48, train_images=2, val_images=1), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []

@@ -19,32 +19,10 @@ from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.store import FeatureStore
 from zeroseg.evaluate.calibration import offset_logits, seen_columns
 from zeroseg.evaluate.inference import UniversalPrediction, universal_inference, upsample_masks
-from zeroseg.metrics.instance import encode_masks
-from zeroseg.metrics.panoptic import unseen_ids_of
+from zeroseg.data.instances import encode_masks
+from zeroseg.data.classes import unseen_from_split
+from zeroseg.head.model import Head, segmenter_head
 from zeroseg.metrics.universal import UniversalEvaluator
-
-
-@dataclass(frozen=True)
-class Head:
-    """A classifier over K classes + no-object: logits = f(x) Wᵀ + b with W (K + 1, D') and
-    f = identity, or f(x) = normalize(x Pᵀ + p) for the projection baseline (P (D', D))."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-    class_ids: list[int]  # category id of each of the first K outputs
-    isthing: list[bool]
-    proj_weight: torch.Tensor | None = None
-    proj_bias: torch.Tensor | None = None
-
-    def logits(self, feats: torch.Tensor) -> torch.Tensor:
-        """(Q, D) -> (Q, K + 1)."""
-        if self.proj_weight is not None:
-            feats = torch.nn.functional.normalize(feats @ self.proj_weight.T + self.proj_bias, dim=-1)
-        return feats @ self.weight.T + self.bias
-
-    def probs(self, feats: torch.Tensor) -> torch.Tensor:
-        """(Q, D) -> (Q, K + 1) softmax probabilities."""
-        return self.logits(feats).softmax(-1)
 
 
 @dataclass(frozen=True)
@@ -160,24 +138,6 @@ def coco_results(image_id: int, pred: UniversalPrediction) -> list[dict]:
     inst = pred.instances
     return [{"image_id": image_id, "category_id": int(c), "segmentation": rle, "score": float(s)}
             for rle, c, s in zip(encode_masks(inst.masks), inst.category_ids, inst.scores)]
-
-
-def segmenter_head(checkpoint: str | os.PathLike) -> Head:
-    """The trained segmenter's own class head (seen classes + no-object)."""
-    from zeroseg.segmenter.model import load_checkpoint
-
-    ck = load_checkpoint(checkpoint)
-    sd = ck["model"]
-    return Head(sd["class_predictor.weight"].float(), sd["class_predictor.bias"].float(),
-                [c["id"] for c in ck["classes"]], [bool(c["isthing"]) for c in ck["classes"]])
-
-
-def unseen_from_split(split_categories_json: str | os.PathLike) -> set[int]:
-    """Unseen category ids from the ``split`` field written by ``zeroseg split``."""
-    unseen = unseen_ids_of(load_panoptic(split_categories_json).categories, None)
-    if unseen is None:
-        raise DataError(f"{split_categories_json}: categories lack the 'split' field (use zeroseg split's *_all.json)")
-    return unseen
 
 
 def evaluate_segmenter(checkpoint: str | os.PathLike, store: str | os.PathLike, gt_json: str | os.PathLike,

@@ -14,17 +14,14 @@ segmenter's; masks are unchanged.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zeroseg.atomic import atomic_file
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.evaluate.heads import Head
 from zeroseg.features.store import NO_OBJECT, FeatureStore
 
 
@@ -172,54 +169,6 @@ def retrain_head(cfg: ClassifierConfig, seen: SeenRows, pool: UnseenPool, init_w
     return trainer.weights()
 
 
-def train_projection(cfg: ClassifierConfig, seen: SeenRows, emb: torch.Tensor, n_seen: int,
-                     tau: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Projection baseline (ZegFormer-seg-like): logits = cos(P x, a_c) / τ with a learned
-    no-object vector, trained for ``cfg.iterations`` steps on the same whole-image batches of
-    seen features only (Adam 1e-3); unseen classes enter at test time by their embeddings
-    ``emb`` (seen rows first). Returns the :class:`Head` tensors (weight (K + 1, E),
-    bias (K + 1,), P (E, D), p (E,))."""
-    torch.manual_seed(cfg.seed)
-    D, E = seen.x.shape[1], emb.shape[1]
-    proj = torch.nn.Linear(D, E)
-    no_obj = torch.nn.Parameter(torch.randn(1, E) * 0.1)
-    opt = torch.optim.Adam(list(proj.parameters()) + [no_obj], lr=1e-3)
-    cw = torch.ones(n_seen + 1)
-    cw[-1] = cfg.no_object_weight
-    batches = seen.batches(cfg.images_per_batch, cfg.seed)
-    for _ in range(cfg.iterations):
-        x, y = next(batches)
-        z = F.normalize(proj(x), dim=-1)
-        cls = torch.cat([emb[:n_seen], F.normalize(no_obj, dim=-1)])
-        loss = F.cross_entropy(z @ cls.T / tau, torch.where(y < 0, torch.full_like(y, n_seen), y), weight=cw)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    weight = torch.cat([emb, F.normalize(no_obj, dim=-1)]).detach() / tau
-    return weight, torch.zeros(len(weight)), proj.weight.detach().clone(), proj.bias.detach().clone()
-
-
-def save_head(path: str | os.PathLike, head: Head, cfg: ClassifierConfig, kind: str) -> None:
-    state = {"weight": head.weight, "bias": head.bias, "class_ids": head.class_ids, "isthing": head.isthing,
-             "proj_weight": head.proj_weight, "proj_bias": head.proj_bias, "config": asdict(cfg), "kind": kind}
-    with atomic_file(path) as tmp, open(tmp, "wb") as f:
-        torch.save(state, f)  # through a file object: the archive folder is "archive/", whatever the file name
-
-
-def load_head(path: str | os.PathLike) -> Head:
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: classifier head not found") from exc
-    except Exception as exc:  # corrupt or truncated file, or an object weights_only refuses
-        raise DataError(f"{path}: not a readable classifier head: {exc}") from exc
-    for key in ("weight", "bias", "class_ids", "isthing"):
-        if not isinstance(ck, dict) or key not in ck:
-            raise DataError(f"{path}: classifier head has no '{key}'")
-    return Head(ck["weight"], ck["bias"], list(ck["class_ids"]), list(ck["isthing"]), ck.get("proj_weight"),
-                ck.get("proj_bias"))
-
-
 def unseen_rows(store: FeatureStore, unseen_ids: list[int], min_iou: float) -> tuple[np.ndarray, np.ndarray]:
     """Features of ``store`` labelled with an unseen class (IoU >= min_iou) and their class index."""
     lab, iou = store.labels, store.column("mask_iou")
@@ -228,47 +177,3 @@ def unseen_rows(store: FeatureStore, unseen_ids: list[int], min_iou: float) -> t
         raise DataError(f"{store.path}: no features of the unseen classes {unseen_ids}")
     pos = {c: i for i, c in enumerate(unseen_ids)}
     return store.features(rows), np.array([pos[int(c)] for c in lab[rows]])
-
-
-def retrain_classifier(cfg: ClassifierConfig, segmenter: str | os.PathLike, seen_store: str | os.PathLike,
-                       embeddings: str | os.PathLike, categories_json: str | os.PathLike, out: str | os.PathLike,
-                       unseen_store: str | os.PathLike | None = None, projection: bool = False,
-                       generator: str | os.PathLike | None = None) -> Head:
-    """A head over seen + unseen + no-object, saved to ``out``.
-
-    ``unseen_store``: where unseen features come from (a synthesized store, or the real
-    features of the images the split removed: the oracle). ``projection``: the projection
-    baseline instead (no unseen features at all). ``generator``: a generator trained with the
-    joint schedule carries the head trained alongside it, which is the row's head (nothing is
-    retrained); any other generator is ignored."""
-    from zeroseg.data.panoptic import load_panoptic
-    from zeroseg.evaluate.heads import segmenter_head, unseen_from_split
-    from zeroseg.generator.train import class_space, joint_head
-
-    sh = segmenter_head(segmenter)
-    space = class_space(embeddings, sh.class_ids)
-    split_unseen = unseen_from_split(categories_json)
-    if set(space.unseen_ids) != split_unseen:
-        raise DataError(f"{embeddings}: unseen classes {space.unseen_ids} differ from the split's {sorted(split_unseen)}")
-    cats = load_panoptic(categories_json).categories
-    isthing = [cats[c].isthing for c in space.all_ids]
-    ns, nu = len(space.seen_ids), len(space.unseen_ids)
-    joint = joint_head(generator, space.all_ids) if generator is not None and not projection else None
-    if joint is not None:
-        head, kind = Head(*joint, space.all_ids, isthing), f"trained jointly with {generator}"
-        save_head(out, head, cfg, kind)
-        return head
-    seen = SeenRows(FeatureStore(seen_store), space.seen_ids, cfg.min_iou)
-    if seen.x.shape[1] != sh.weight.shape[1]:
-        raise DataError(f"{seen_store}: feature dim {seen.x.shape[1]} != segmenter head dim {sh.weight.shape[1]}")
-    if projection:
-        w, b, pw, pb = train_projection(cfg, seen, space.emb, ns)
-        head, kind = Head(w, b, space.all_ids, isthing, pw, pb), "projection"
-    else:
-        if unseen_store is None:
-            raise DataError("retrain_classifier: give the unseen features' store (synthesized, or real for the oracle)")
-        pool = UnseenPool(*unseen_rows(FeatureStore(unseen_store), space.unseen_ids, cfg.min_iou), nu)
-        w, b = retrain_head(cfg, seen, pool, sh.weight, sh.bias, ns, nu)
-        head, kind = Head(w, b, space.all_ids, isthing), f"retrained on {unseen_store}"
-    save_head(out, head, cfg, kind)
-    return head

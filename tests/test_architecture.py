@@ -1,0 +1,163 @@
+"""The layers of the code and the pipelines' dependencies, checked on the code itself.
+
+- Layers point down only: no zeroseg module imports from a layer above its own (ARCHITECTURE.md).
+- Every stage of the root pipeline and of the COCO pipeline definition lists exactly the code it
+  can execute (its script + the static closure of the script's zeroseg imports: tests/stage_deps.py)
+  and declares every input path of its command; editing a module marks exactly its users changed.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.stage_deps import closure, imported_modules, module_path
+
+#: low -> high; a module may import its own layer and the ones before it. Within the model parts
+#: the order is segmenter < features < embed < head < generator.
+LAYERS = (
+    ("zeroseg.errors", "zeroseg.atomic", "zeroseg.config", "zeroseg.resume"),  # plumbing
+    ("zeroseg.data",),  # COCO formats, class names and class sets
+    ("zeroseg.split", "zeroseg.benchmark"),  # the seen/unseen split; the embedded benchmark's generator
+    ("zeroseg.metrics",),  # PQ, mAP, mIoU
+    ("zeroseg.segmenter",), ("zeroseg.features",), ("zeroseg.embed",), ("zeroseg.head",), ("zeroseg.generator",),
+    ("zeroseg.evaluate",),  # a head scored on stored queries, curves, fidelity, drawings
+    ("zeroseg.report", "zeroseg.predict", "zeroseg.cli", "zeroseg.stage"),  # entry points
+)
+
+
+def _layer(module: str) -> int:
+    for i, names in enumerate(LAYERS):
+        if any(module == n or module.startswith(n + ".") for n in names):
+            return i
+    raise AssertionError(f"{module} is in no layer of tests/test_architecture.py: place it")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted((ROOT / "zeroseg").rglob("*.py")):
+        out[".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")] = p
+    return out
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    up = [f"{mod} -> {imp}" for mod, path in _modules().items() for imp in sorted(imported_modules(path))
+          if module_path(imp) is not None and _layer(imp) > _layer(mod)]
+    assert up == []
+
+
+def test_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
+    """The rule is not vacuous: a data module importing the evaluation layer is reported."""
+    bad = tmp_path / "x.py"
+    bad.write_text("from zeroseg.evaluate.score import evaluate_head\n")
+    assert any(_layer(i) > _layer("zeroseg.data.panoptic") for i in imported_modules(bad))
+
+
+def test_package_inits_hold_no_code():
+    """The stage dependencies leave ``__init__.py`` out: they must stay docstrings (and constants
+    such as ``__version__``), importing nothing."""
+    for p in (ROOT / "zeroseg").rglob("__init__.py"):
+        body = ast.parse(p.read_text()).body
+        assert all(isinstance(n, (ast.Expr, ast.Assign)) and isinstance(n.value, ast.Constant) for n in body), p
+
+
+def _stages(dvc_yaml: Path, params: dict) -> dict[str, dict]:
+    """name -> {'cmd', 'deps', 'outs'} with matrix / foreach and ${...} resolved from ``params``
+    (the COCO definition: the first generator row and seed; paths kept as written)."""
+    raw = yaml.safe_load(dvc_yaml.read_text())["stages"]
+
+    def sub(text: str, item: dict, key: str) -> str:
+        def one(m: re.Match) -> str:
+            name = m.group(1)
+            if name == "key":
+                return key
+            if name.startswith("item."):
+                return str(item[name[5:]])
+            value: object = params
+            for part in name.split("."):
+                value = value[part]
+            return str(value)
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    out = {}
+    for name, st in raw.items():
+        items: list[tuple[str, dict]] = [("", {})]
+        if "matrix" in st:
+            rows = params[st["matrix"]["row"][2:-1]] if isinstance(st["matrix"]["row"], str) else st["matrix"]["row"]
+            items = [(str(next(iter(rows))), {"row": next(iter(rows)), "seed": params["seeds"][0]})]
+        elif "foreach" in st:
+            items = [(k, v) for k, v in st["foreach"].items()]
+        body = st.get("do", st)
+        for key, item in items:
+            def paths(entries):
+                return [sub(next(iter(e)) if isinstance(e, dict) else e, item, key) for e in entries or []]
+            out[f"{name}@{key}" if key else name] = {
+                "cmd": sub(body["cmd"], item, key), "deps": paths(body.get("deps")),
+                "outs": paths(body.get("outs")) + paths(body.get("metrics")) + paths(body.get("plots"))}
+    return out
+
+
+PIPELINES = [(ROOT / "dvc.yaml", ROOT / "params.yaml", ""),
+             (ROOT / "pipelines/coco-pipeline.yaml", ROOT / "pipelines/coco-panoptic/params.yaml", "../../")]
+
+
+@pytest.mark.parametrize("dvc_yaml,params_file,repo", PIPELINES, ids=["root", "coco"])
+def test_stage_code_deps_are_exactly_what_the_script_imports(dvc_yaml, params_file, repo):
+    params = yaml.safe_load(params_file.read_text())
+    wrong = []
+    for name, st in _stages(dvc_yaml, params).items():
+        script = next(t for t in shlex.split(st["cmd"]) if t.endswith(".py"))
+        script = script[len(repo):] if repo else script
+        want = {script} | set(closure(ROOT / script))
+        have = {d[len(repo):] if repo else d for d in st["deps"]}
+        have = {d for d in have if d.startswith(("zeroseg/", "zeroseg", "stages/"))}
+        if have != want:
+            wrong.append(f"{name}: add {sorted(want - have)}, remove {sorted(have - want)}")
+    assert wrong == [], "\n".join(wrong)
+
+
+@pytest.mark.parametrize("dvc_yaml,params_file,repo", PIPELINES, ids=["root", "coco"])
+def test_every_input_path_of_a_command_is_declared(dvc_yaml, params_file, repo):
+    """A path in a stage's command is one of its outs or lies inside one of its deps (the COCO
+    image folders excepted: official, read in place, not hashed)."""
+    params = yaml.safe_load(params_file.read_text())
+    exempt = {params.get("prepare", {}).get(k) for k in ("train_images", "val_images")} - {None}
+    undeclared = []
+    for name, st in _stages(dvc_yaml, params).items():
+        tokens = [t for t in shlex.split(st["cmd"]) if "/" in t and not t.endswith(".py") and not t.startswith("-")]
+        for t in tokens:
+            inside = any(t == d or t.startswith(d.rstrip("/") + "/") for d in st["deps"] + st["outs"])
+            out_parent = any(o.startswith(t.rstrip("/") + "/") for o in st["outs"])  # an output folder
+            if not (inside or out_parent or t in exempt):
+                undeclared.append(f"{name}: {t}")
+    assert undeclared == []
+
+
+def test_editing_the_panoptic_rule_changes_only_the_stages_that_use_it():
+    """What `dvc status` reports after an edit of zeroseg/evaluate/inference.py: the stages
+    whose deps hold it (evaluation), never the segmenter's training or the feature dumps."""
+    stages = _stages(ROOT / "dvc.yaml", yaml.safe_load((ROOT / "params.yaml").read_text()))
+    users = {n.split("@")[0] for n, st in stages.items() if "zeroseg/evaluate/inference.py" in st["deps"]}
+    assert {"eval_segmenter", "evaluate", "evaluate_baseline", "report"} <= users
+    assert not users & {"train_segmenter", "dump_features", "train_generator", "retrain_classifier", "benchmark", "split"}
+
+
+def test_each_ablation_row_is_declared_once():
+    """Rows are declared in params.yaml only, once each (`generators` keys, `baselines` items):
+    no row name is typed in dvc.yaml, whose matrices read them (file names such as
+    per_class_pq_pading.png aside), and the report takes its rows from the same two keys."""
+    from zeroseg.stage import rows
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    declared = list(params["generators"]) + params["baselines"]
+    assert len(declared) == len(set(declared)) and "heads" not in params
+    dvc_text = re.sub(r"#.*", "", (ROOT / "dvc.yaml").read_text())
+    assert [r for r in declared if re.search(rf"(?<![\w/.-]){re.escape(r)}(?![\w.-])", dvc_text)] == []
+    assert sorted(rows(str(ROOT / "params.yaml"))[0]) == sorted(declared)

@@ -1,0 +1,1 @@
+"""The class head: its type and checkpoints, its retraining (the official PADing batch), the projection baseline."""
