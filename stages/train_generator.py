@@ -1,4 +1,4 @@
-"""Stage train_generator: cached real seen features + class embeddings -> generator checkpoint.
+"""Stage train_generator: cached real seen query features + class-name embeddings -> generator checkpoint.
 
 cmd: python stages/train_generator.py SEEN_STORE EMBEDDINGS SEGMENTER OUT --row ROW --seed N
 The ablation row's overrides (e.g. `arch=gmmn align=false`, `recipe=official`) are read from

@@ -1,5 +1,9 @@
 """The COCO benchmark pipelines' CPU smoke variants: `dvc repro` of each on the shared coco-mini
-(real COCO files), in a clean copy of the repository. Two copies run side by side (2 cores)."""
+(real COCO files), each in its own clean copy of the repository, all side by side (one thread each).
+
+ZSI 65/15 runs its stages up to `embed` only: its dvc.yaml is the shared definition and its params are
+ZSI 48/17's except the four keys that choose the classes (checked below), so every later stage runs
+the same code with the same settings in the 48/17 run; only the class split and its names differ."""
 
 import json
 import subprocess
@@ -12,6 +16,8 @@ import yaml
 from tests.conftest import COCO_JSON, ROOT, SHARED, copy_project, subprocess_env
 
 PIPELINES = ("coco-panoptic", "coco-stuff", "coco-instance-48-17", "coco-instance-65-15")
+CLASS_SPLIT_ONLY = {"coco-instance-65-15": "coco-instance-48-17"}  # runs up to embed; its twin runs every stage
+CLASS_KEYS = {("prepare", "classes"), ("split", "unseen"), ("embed", "table"), ("embed", "table_names")}
 ROW_KEYS = [f"{t}_{p}" for t in ("pq", "sq", "rq", "map50", "r100", "miou") for p in ("seen", "unseen", "hm")]
 
 
@@ -29,19 +35,18 @@ def smoke_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("coco")
     (base / "shared").symlink_to(SHARED.parent)  # the pipelines read ../shared/data beside the repository
     procs = {}
-    for k, group in enumerate((PIPELINES[:2], PIPELINES[2:])):
-        repo = base / f"repo{k}"  # copies side by side: ../shared resolves the same way from each
+    for name in PIPELINES:
+        repo = base / name  # copies side by side: ../shared resolves the same way from each
         repo.mkdir()
         _clean_copy(repo)
-        targets = [f"pipelines/{p}/smoke/dvc.yaml" for p in group]
-        procs[repo] = (group, subprocess.Popen([sys.executable, "-m", "dvc", "repro", *targets], cwd=repo, env=subprocess_env(),
-                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        target = f"pipelines/{name}/smoke/dvc.yaml" + (":embed" if name in CLASS_SPLIT_ONLY else "")
+        procs[name] = subprocess.Popen([sys.executable, "-m", "dvc", "repro", target], cwd=repo, env=subprocess_env(),
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runs = {}
-    for repo, (group, proc) in procs.items():
+    for name, proc in procs.items():
         out, _ = proc.communicate(timeout=900)
         assert proc.returncode == 0, out[-6000:]
-        for p in group:
-            runs[p] = repo / "pipelines" / p / "smoke"
+        runs[name] = base / name / "pipelines" / name / "smoke"
     return runs
 
 
@@ -49,7 +54,7 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-@pytest.mark.parametrize("name", PIPELINES)
+@pytest.mark.parametrize("name", [p for p in PIPELINES if p not in CLASS_SPLIT_ONLY])
 def test_smoke_pipeline_runs_every_stage(smoke_runs, name):
     d = smoke_runs[name]
     for stage_out in ("data/coco/panoptic_train.json", "data/coco/instances_val.json", "data/split/panoptic_train_seen.json",
@@ -101,7 +106,33 @@ def test_zsi_smoke_keeps_the_split_classes(smoke_runs, name, classes, unseen):
     assert _json(d / "metrics/split.json")["split.unseen_classes"] == unseen
     inst = _json(d / "data/coco/instances_val.json")
     assert len(inst["categories"]) == classes and inst["annotations"]
-    assert _json(d / "metrics/rows/pading-s0.json")["map50_hm"] is not None
+    import pandas as pd
+
+    assert len(pd.read_parquet(d / "data/embed/classes.parquet")) == classes
+    if name in CLASS_SPLIT_ONLY:
+        status = subprocess.run([sys.executable, "-m", "dvc", "status", f"pipelines/{name}/smoke/dvc.yaml:embed"],
+                                cwd=d.parents[2], env=subprocess_env(), capture_output=True, text=True)
+        assert "up to date" in status.stdout, status.stdout + status.stderr
+    else:
+        assert _json(d / "metrics/rows/pading-s0.json")["map50_hm"] is not None
+
+
+@pytest.mark.parametrize("name,twin", sorted(CLASS_SPLIT_ONLY.items()))
+def test_a_pipeline_run_to_embed_differs_from_its_twin_only_in_the_class_split(name, twin):
+    """What licenses running ZSI 65/15 only up to `embed`: the same stages and the same params as
+    ZSI 48/17 (which runs every stage) but for the keys that choose the classes."""
+    smoke = ROOT / "pipelines" / name / "smoke"
+    twin_smoke = ROOT / "pipelines" / twin / "smoke"
+    assert (smoke / "dvc.yaml").read_text() == (twin_smoke / "dvc.yaml").read_text()
+    a, b = (yaml.safe_load((d / "params.yaml").read_text()) for d in (smoke, twin_smoke))
+    assert a.keys() == b.keys() and all(a[k].keys() == b[k].keys() for k in a if isinstance(a[k], dict))
+    differ = {(sec, key) for sec in a for key in (a[sec] if isinstance(a[sec], dict) else {None})
+              if (a[sec].get(key) if key else a[sec]) != (b[sec].get(key) if key else b[sec])}
+    assert differ == CLASS_KEYS, differ
+    stages = yaml.safe_load((smoke / "dvc.yaml").read_text())["stages"]
+    for sec, _ in CLASS_KEYS:  # every stage reading a class key runs in the split-only run
+        readers = [n for n, st in stages.items() if any(p.split(".")[0] == sec for p in st.get("do", st).get("params", []))]
+        assert set(readers) <= {"prepare", "split", "embed"}, (sec, readers)
 
 
 def test_every_pipeline_is_the_shared_definition_with_complete_params():

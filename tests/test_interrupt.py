@@ -53,7 +53,7 @@ PARAMS = {
     "classifier": {"iterations": 20, "images_per_batch": 2},
     "inference": {"object_threshold": 0.5, "curve_points": 4},
     "fidelity": {"min_iou": 0.0, "max_per_class": 20, "mmd_samples": 10},
-    "report": {"tsne_per_class": 5, "overlays": 2},
+    "report": {"tsne_per_class": 5, "tsne_iterations": 250, "overlays": 2},
     "seeds": [SEED],
     "baselines": ["projection"],
     "generators": {ROW: "arch=primitive align=true disentangle=true"},

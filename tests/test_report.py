@@ -97,3 +97,12 @@ def test_curve_area_and_feature_level_scores_over_seeds(tmp_path):
     (fid / "pading-s1.json").unlink()
     with pytest.raises(DataError, match=r"row 'pading' missing: .*fid/pading-s1.json"):
         write_report(*args, fidelity_dir=fid, generators=["pading"], diagnostics_dir=diag)
+
+
+def test_tsne_iterations_below_scikit_learns_minimum_is_refused_by_name():
+    from zeroseg.errors import ConfigError
+    from zeroseg.report import ReportConfig
+
+    assert ReportConfig(tsne_iterations=250).tsne_iterations == 250
+    with pytest.raises(ConfigError, match="report.tsne_iterations"):
+        ReportConfig(tsne_iterations=100)

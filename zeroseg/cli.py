@@ -199,7 +199,7 @@ def dump_features_cmd(
 @app.command("train-generator")
 def train_generator_cmd(
     seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
-    embeddings: Path = typer.Argument(..., help="Class embeddings (embed-classes Parquet)."),
+    embeddings: Path = typer.Argument(..., help="Class-name embeddings (embed-classes Parquet)."),
     out_file: Path = typer.Argument(..., help="Generator checkpoint to write."),
     segmenter: Optional[Path] = typer.Option(None, help="Segmenter checkpoint: the joint schedule's head starts from its seen head."),
     params: Path = PARAMS,
@@ -220,7 +220,7 @@ def train_generator_cmd(
 def retrain_classifier_cmd(
     segmenter: Path = typer.Argument(..., help="Segmenter checkpoint (its seen head initialises the new one)."),
     seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
-    embeddings: Path = typer.Argument(..., help="Class embeddings Parquet."),
+    embeddings: Path = typer.Argument(..., help="Class-name embeddings Parquet."),
     split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (seen/unseen, thing/stuff)."),
     out_file: Path = typer.Argument(..., help="Head checkpoint to write."),
     unseen_features: Optional[Path] = typer.Option(None, help="Store of unseen features (synthesized, or real: oracle)."),

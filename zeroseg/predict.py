@@ -69,7 +69,7 @@ def build_head(files: ModelFiles, new_names: list[str], per_class: int = 1000,
             raise DataError(f"{files.embeddings}: embedded by attributes; new free-text names need a text source")
         vecs, _ = embed_categories([{"id": i, "name": n} for i, n in enumerate(new)], ecfg)
         if vecs.shape[1] != emb.shape[1]:
-            raise DataError(f"new class embeddings are {vecs.shape[1]}-d but the generator expects {emb.shape[1]}-d")
+            raise DataError(f"new class-name embeddings are {vecs.shape[1]}-d but the generator expects {emb.shape[1]}-d")
         emb = torch.cat([emb, torch.from_numpy(vecs)])
         first = max(cats) + 1
         for k, n in enumerate(new):

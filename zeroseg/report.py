@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from zeroseg.atomic import Outputs, atomic_file, json_text, read_json  # noqa: E402
-from zeroseg.errors import DataError  # noqa: E402
+from zeroseg.errors import ConfigError, DataError  # noqa: E402
 
 if TYPE_CHECKING:
     from zeroseg.evaluate.score import InferenceConfig
@@ -43,8 +43,13 @@ class ReportConfig:
     """params.yaml section ``report``."""
 
     tsne_per_class: int = 40  # points per class in the t-SNE pictures
+    tsne_iterations: int = 1000  # t-SNE optimisation steps (scikit-learn's default; its minimum is 250)
     overlays: int = 4  # validation images in the qualitative picture
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tsne_iterations < 250:
+            raise ConfigError(f"report.tsne_iterations: 250 or more (scikit-learn's minimum), got {self.tsne_iterations}")
 
 
 def row_file(metrics_dir: str | os.PathLike, stem: str, seed: int) -> Path:
@@ -180,7 +185,8 @@ def pq_bars(per_class: pd.DataFrame, title: str, path: Path, outputs: Outputs | 
 
 def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str, tuple[np.ndarray, np.ndarray]],
                  unseen_ids: set[int], path: Path, seed: int = 0, outputs: Outputs | None = None,
-                 real_unseen: tuple[np.ndarray, np.ndarray] | None = None, names: dict[int, str] | None = None) -> None:
+                 real_unseen: tuple[np.ndarray, np.ndarray] | None = None, names: dict[int, str] | None = None,
+                 iterations: int = 1000) -> None:
     """One panel per generator: real seen (dots), real unseen (stars, the features of the images
     the split removed), synthetic seen (x), synthetic unseen (triangles); colour = class, named
     in the legend."""
@@ -194,7 +200,8 @@ def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str
     colour = {c: cmap(i) for i, c in enumerate(classes)}
     for ax, (name, (fx, fl)) in zip(axes[0], synth.items()):
         x = np.concatenate([real_seen, ux, fx])
-        emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(x) // 4)).fit_transform(x)
+        emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(x) // 4),
+                   max_iter=iterations).fit_transform(x)
         n, nu = len(real_seen), len(ux)
         for c in classes:
             ax.scatter(*emb[:n][real_labels == c].T, s=6, color=colour[c], marker="o", alpha=0.6)
@@ -338,7 +345,7 @@ def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir
             keep = np.concatenate([np.flatnonzero(s.labels == c)[: cfg.tsne_per_class] for c in np.unique(s.labels)])
             synth[row] = (s.features(keep), s.labels[keep])
     tsne_picture(st.features(rows), lab[rows], synth, unseen, plots / "tsne.png", cfg.seed, outputs, real_unseen,
-                 {c: cat.name for c, cat in categories.items()})
+                 {c: cat.name for c, cat in categories.items()}, cfg.tsne_iterations)
     written.append(plots / "tsne.png")
     if curves_dir is not None:
         curves, marks = {}, {}

@@ -33,7 +33,7 @@ def l2n(x: np.ndarray) -> np.ndarray:
 
 
 def ensemble(names: Sequence[str], templates: Sequence[str], encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-    """(N, D) float32 class embeddings of ``names`` from a text ``encode`` (list[str] -> (M, D))."""
+    """(N, D) float32 class-name embeddings of ``names`` from a text ``encode`` (list[str] -> (M, D))."""
     if not templates or any("{}" not in t for t in templates):
         raise ConfigError(f"embed.templates: every template needs a '{{}}' slot, got {list(templates)}")
     out = []

@@ -1,4 +1,4 @@
-"""Dump per-query class embeddings of a trained segmenter to a feature store.
+"""Dump the per-query features of a trained segmenter to a feature store.
 
 Every query of every image becomes one record: its decoder embedding (the vector the class
 head reads), the category of the ground-truth segment it is Hungarian-matched to (training

@@ -22,7 +22,7 @@ def _block_kl(xa: torch.Tensor, xb: torch.Tensor, sa: torch.Tensor, sb: torch.Te
 
 def alignment_loss(seen_x: torch.Tensor, seen_sem: torch.Tensor, unseen_x: torch.Tensor | None,
                    unseen_sem: torch.Tensor | None, tau: float = 0.1) -> torch.Tensor:
-    """seen_x (n, E) with class embeddings seen_sem (n, E); the same for unseen (m, E) or None."""
+    """seen_x (n, E) with class-name embeddings seen_sem (n, E); the same for unseen (m, E) or None."""
     loss = _block_kl(seen_x, seen_x, seen_sem, seen_sem, tau, True)
     if unseen_x is not None and len(unseen_x) > 1:
         loss = loss + _block_kl(unseen_x, unseen_x, unseen_sem, unseen_sem, tau, True)

@@ -1,7 +1,7 @@
 """Feature disentanglement: x -> semantic-related x̂ = E_R(x) and semantic-unrelated
 ẍ = E_U(x); a decoder D([x̂; ẍ]) reconstructs x.
 
-L_R: cosine-softmax cross-entropy of x̂ against ALL class embeddings at temperature τ;
+L_R: cosine-softmax cross-entropy of x̂ against ALL class-name embeddings at temperature τ;
 L_U: KL(N(μ, σ²) ‖ N(0, I)) of E_U's Gaussian; L_recon: L1 reconstruction."""
 
 from __future__ import annotations
