@@ -22,7 +22,6 @@ from zeroseg.data.panoptic import PanopticDataset, read_id_png, segment_info, wr
 from zeroseg.errors import DataError
 
 
-
 def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
     """(N, H, W) bool -> N COCO RLEs with str ``counts`` (JSON-serialisable)."""
     if len(masks) == 0:

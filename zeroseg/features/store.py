@@ -194,6 +194,20 @@ class FeatureStore:
     def labels(self) -> np.ndarray:
         return self.column("label")
 
+    def class_index(self, class_ids: list[int], min_iou: float = 0.0, what: str = "the given classes") -> np.ndarray:
+        """(N,) the position in ``class_ids`` of every matched query's class when its mask IoU is at
+        least ``min_iou``, else -1 (no-object or below the floor). A matched label outside
+        ``class_ids`` is an error (``what`` names the expected classes in its message)."""
+        lab, iou = self.labels, self.column("mask_iou")
+        pos = {c: i for i, c in enumerate(class_ids)}
+        matched = lab != NO_OBJECT
+        unknown = sorted(set(np.unique(lab[matched]).tolist()) - set(pos))
+        if unknown:
+            raise DataError(f"{self.path}: labels {unknown[:5]} are not {what}")
+        lookup = np.full(max(pos, default=0) + 1, -1, np.int64)
+        lookup[list(pos)] = list(pos.values())
+        return np.where(matched & (iou >= min_iou), lookup[np.where(matched, lab, 0)], -1)
+
     def source_image_ids(self) -> np.ndarray:
         """(N,) the dataset image of every row (augmented views map back to their image)."""
         return self.column("image_id") % VIEW_STRIDE
@@ -258,8 +272,8 @@ class FeatureStore:
         return starts, self.index["row_count"].to_numpy(np.int64)
 
     def held_features(self) -> np.ndarray:
-        """(N, D) every feature in storage order, held in memory in the store's precision (checked
-        finite; COCO ZSP's 4.5M float16 rows of 256: 2.3 GB)."""
+        """(N, D) every feature in storage order, held in memory in the store's precision (COCO
+        ZSP's 4.5M float16 rows of 256: 2.3 GB)."""
         dtype = np.float16 if self.meta.get("dtype") == "float16" else np.float32
         parts = [f.astype(dtype) for f, _ in self.iter_sequential()]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype)

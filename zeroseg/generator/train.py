@@ -20,7 +20,7 @@ from tqdm import tqdm
 from zeroseg.atomic import atomic_file
 from zeroseg.embed.space import ClassSpace, class_space
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.features.store import NO_OBJECT, FeatureStore
+from zeroseg.features.store import FeatureStore
 from zeroseg.generator.align import alignment_loss
 from zeroseg.generator.checkpoint import build_generator
 from zeroseg.generator.config import LR_STEPS, POLY_POWER, GeneratorConfig, params_dict
@@ -56,7 +56,6 @@ class GeneratorTrainer:
         betas = (0.5, 0.999) if cfg.optimizer == "paper" else (0.9, 0.999)
         self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=betas)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: lr_factor(cfg, step))
-        self.col = {c: i for i, c in enumerate(space.all_ids)}  # category id -> row of space.emb
 
     def _unseen_rows(self) -> torch.Tensor:
         """Rows of ``space.emb`` whose fakes feed the structure terms (empty when none needs them)."""
@@ -126,15 +125,6 @@ class GeneratorTrainer:
             self.struct.load_state_dict(state["structure"])
 
 
-def matched_rows(store: FeatureStore, col: dict[int, int], min_iou: float) -> np.ndarray:
-    """(N,) the class row in the semantic space of each matched query with IoU >= min_iou, else -1."""
-    lab, iou = store.labels, store.column("mask_iou")
-    keep = (lab != NO_OBJECT) & (iou >= min_iou)
-    out = np.full(len(lab), -1, np.int64)
-    out[keep] = [col[int(c)] for c in lab[keep]]
-    return out
-
-
 def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddings: str | os.PathLike,
                     out: str | os.PathLike, show_progress: bool = True, segmenter: str | os.PathLike | None = None,
                     head_cfg=None) -> dict[str, float]:
@@ -154,7 +144,7 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
     seen_ids = [c["id"] for c in store.meta["classes"]]
     space = class_space(embeddings, seen_ids)
     col = {c: i for i, c in enumerate(space.all_ids)}
-    rows = matched_rows(store, col, cfg.min_iou)
+    rows = store.class_index(space.all_ids, cfg.min_iou, f"classes of {embeddings}")  # (N,) rows of space.emb
     present = [c for c in seen_ids if (rows == col[c]).any()]
     if len(present) < 2:
         raise DataError(f"{seen_store}: fewer than two seen classes have matched features with IoU >= {cfg.min_iou}")

@@ -1,4 +1,6 @@
-"""Classifier retraining (stage ``retrain_classifier``) and the projection baseline.
+"""Classifier retraining: the official batch, its SGD step and the retraining loop (used by stage
+``retrain_classifier`` through ``zeroseg.head.retrain``, by the joint schedule and by ``zeroseg
+predict``; the projection baseline is ``zeroseg.head.projection``).
 
 The new head is linear over N_s + N_u + 1 outputs (seen, unseen, no-object), initialised
 from the segmenter's seen head. Every step sees the official PADing batch composition
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.features.store import NO_OBJECT, FeatureStore
+from zeroseg.features.store import FeatureStore
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,7 @@ class SeenRows:
     (no-object); :meth:`batches` yields whole images."""
 
     def __init__(self, store: FeatureStore, seen_ids: list[int], min_iou: float) -> None:
-        lab, iou = store.labels, store.column("mask_iou")
-        pos = {c: i for i, c in enumerate(seen_ids)}
-        matched = lab != NO_OBJECT
-        unknown = sorted(set(np.unique(lab[matched]).tolist()) - set(pos))
-        if unknown:
-            raise DataError(f"{store.path}: labels {unknown[:5]} are not seen classes: was this store dumped from "
-                            "the seen split?")
-        lookup = np.full(max(pos, default=0) + 1, -1, np.int64)
-        lookup[list(pos)] = list(pos.values())
-        self.y = np.where(matched & (iou >= min_iou), lookup[np.where(matched, lab, 0)], -1)
+        self.y = store.class_index(seen_ids, min_iou, "seen classes: was this store dumped from the seen split?")
         self.x = store.held_features()
         self.store = store
 
