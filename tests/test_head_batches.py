@@ -39,8 +39,9 @@ def _write_store(path, images: dict[int, tuple[np.ndarray, np.ndarray, np.ndarra
     tmp = path.with_name(f".{path.name}.tmp")
     w = ShardWriter(tmp, "rank-000", D, "float32")
     for image_id, (f, lab, iou) in images.items():
+        n = len(lab)
         w.add_image(image_id, f, {"label": lab.astype(np.int32), "mask_iou": iou.astype(np.float32),
-                                  "score": np.ones(len(lab), np.float32), "query_index": np.arange(len(lab), dtype=np.int16)})
+                                  "score": np.ones(n, np.float32), "query_index": np.arange(n, dtype=np.int16)})
     w.close()
     finalize_store(tmp, path, {"dim": D, "classes": [{"id": c} for c in classes]})
 
@@ -68,13 +69,15 @@ def run(tmp_path):
     _write_store(tmp_path / "synth", synth, SEEN + UNSEEN)
     g = torch.Generator().manual_seed(3)
     seg_w, seg_b = torch.randn(NS + 1, D, generator=g), torch.randn(NS + 1, generator=g)
-    torch.save({"model": {"class_predictor.weight": seg_w, "class_predictor.bias": seg_b}, "config": {}, "hf_config": {},
-                "step": 0, "classes": [{"id": c, "name": f"c{c}", "isthing": 1} for c in SEEN]}, tmp_path / "seg.pt")
+    torch.save({"model": {"class_predictor.weight": seg_w, "class_predictor.bias": seg_b}, "config": {},
+                "hf_config": {}, "step": 0, "classes": [{"id": c, "name": f"c{c}", "isthing": 1} for c in SEEN]},
+               tmp_path / "seg.pt")
     vecs = [rng.normal(size=E).astype(np.float32) for _ in SEEN + UNSEEN]  # not normalised: the library must
     split = ["seen"] * NS + ["unseen"] * NU
     order = [4, 0, 6, 2, 1, 5, 3]  # a file order that is not seen-then-unseen
-    pd.DataFrame({"category_id": [(SEEN + UNSEEN)[k] for k in order], "name": [f"c{(SEEN + UNSEEN)[k]}" for k in order],
-                  "split": [split[k] for k in order], "vector": [vecs[k] for k in order]}).to_parquet(tmp_path / "emb.parquet")
+    ids = [(SEEN + UNSEEN)[k] for k in order]
+    pd.DataFrame({"category_id": ids, "name": [f"c{c}" for c in ids], "split": [split[k] for k in order],
+                  "vector": [vecs[k] for k in order]}).to_parquet(tmp_path / "emb.parquet")
     cats = [{"id": c, "name": f"c{c}", "isthing": 1, "split": s} for c, s in zip(SEEN + UNSEEN, split)]
     (tmp_path / "all.json").write_text(json.dumps({"images": [], "annotations": [], "categories": cats}))
     return dict(dir=tmp_path, seen=tmp_path / "seen", synth=tmp_path / "synth", seg=tmp_path / "seg.pt",
@@ -133,10 +136,11 @@ def test_after_schedule_batches_weights_and_draws(run, monkeypatch, unseen_per_s
         images_seen += sorted(set(ids))
         # synthetic rows: one feature of each of `unseen_per_step` distinct unseen classes
         cls = c["cls"].tolist()
-        assert len(cls) == unseen_per_step and len(set(cls)) == len(cls) and set(cls) <= set(range(NU)), f"step {k}: {cls}"
+        assert len(cls) == unseen_per_step, f"step {k}: {cls}"
+        assert len(set(cls)) == len(cls) and set(cls) <= set(range(NU)), f"step {k}: {cls}"
         assert c["xu"].shape == (unseen_per_step, D)
         for j, u in enumerate(cls):
-            assert c["xu"][j].numpy().tobytes() in run["synth_rows"][UNSEEN[u]], f"step {k}: row {j} is not of class {u}"
+            assert c["xu"][j].numpy().tobytes() in run["synth_rows"][UNSEEN[u]], f"step {k}: row {j} not of class {u}"
             feats_of[u].add(c["xu"][j].numpy().tobytes())
         drawn += cls
         # the step's loss: weighted CE over real rows (-1 -> no-object) then unseen rows (-> N_s + class)
@@ -189,7 +193,8 @@ def test_projection_baseline_equals_a_reimplementation(run):
     The initial P, p (PyTorch's Linear init) and no-object vector (0.1 · N(0, 1)) are drawn
     after ``torch.manual_seed(seed)``, in that order."""
     cfg = ClassifierConfig(iterations=7, images_per_batch=3, no_object_weight=0.1, seed=2)
-    head = retrain_classifier(cfg, run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "p.pt", projection=True)
+    head = retrain_classifier(cfg, run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "p.pt",
+                              projection=True)
 
     a = run["emb_all"] / run["emb_all"].norm(dim=1, keepdim=True)  # (7, E) seen then unseen
     torch.manual_seed(cfg.seed)
@@ -217,7 +222,8 @@ def test_projection_baseline_equals_a_reimplementation(run):
         opt.step()
 
     assert head.class_ids == SEEN + UNSEEN
-    assert torch.allclose(head.proj_weight, P.detach(), atol=1e-5) and torch.allclose(head.proj_bias, p.detach(), atol=1e-5)
+    assert torch.allclose(head.proj_weight, P.detach(), atol=1e-5)
+    assert torch.allclose(head.proj_bias, p.detach(), atol=1e-5)
     x = torch.randn(10, D)
     with torch.no_grad():
         want = cos_logits(x, torch.cat([a, no / no.norm()]))  # unseen columns: their embeddings, untrained
