@@ -122,8 +122,13 @@ def test_checkpoint_stores_config_and_classes(trained):
 
 
 def test_resume_from_last_checkpoint(trained, tiny_benchmark, tmp_path):
+    """A last.pt of this run (step 4 of 5, weights only) is resumed from: the last step starts
+    from its WEIGHTS (perturbed here, so that no other start is near them). That step's fresh
+    AdamW moves each parameter by at most lr_t (1 + weight_decay |w|) (|m̂ / √v̂| = 1 on a first step)."""
     d, split, res, cfg = trained
     import dataclasses
+
+    from zeroseg.segmenter.train import lr_factor
 
     cfg5 = dataclasses.replace(cfg, iterations=5, checkpoint_every=2)
     out = tmp_path / "m"
@@ -141,11 +146,23 @@ def test_resume_from_last_checkpoint(trained, tiny_benchmark, tmp_path):
 
     m = build_model(cfg5, len(ck["classes"]))
     m.load_state_dict(ck["model"])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    saved = {k: p.detach().clone() for k, p in m.named_parameters()}
     save_checkpoint(out2 / "last.pt", m, cfg5, ck["classes"], 4)
     r = train_segmenter(cfg5, split.seen_json, tiny_benchmark / "train", out2, tiny_benchmark / "annotations" / "panoptic_train",
                         show_progress=False)
     assert r.resumed_from == 4 and not (out2 / "last.pt").exists()
-    assert torch.load(out2 / "model.pt", weights_only=True)["step"] == full["step"] == 5
+    resumed = torch.load(out2 / "model.pt", weights_only=True)
+    assert resumed["step"] == full["step"] == 5
+    lr = cfg5.lr * lr_factor(4, cfg5)
+    for k, w in saved.items():
+        step = (resumed["model"][k] - w).abs()
+        bound = lr * (1 + cfg5.weight_decay * w.abs()) + 1e-6  # + float32 rounding
+        assert (step <= bound).all(), f"{k}: a step of {float(step.max())} from last.pt's weights, lr {lr}"
+    assert any(not torch.equal(resumed["model"][k], w) for k, w in saved.items())  # and it did train a step
 
 
 def test_dump_one_row_per_query(trained, tiny_benchmark):

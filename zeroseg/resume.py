@@ -1,6 +1,10 @@
 """Exact resume of long training loops: the global RNG states in a form
 ``torch.load(weights_only=True)`` accepts, and the test hook that interrupts a run.
 
+A resume file is used only when it was written by a run of the same config on the same data;
+otherwise the run starts afresh and says why on stderr (:func:`start_afresh`). A resume file
+that cannot be read (truncated, garbage bytes) is an error naming it (:func:`read_resume_file`).
+
 Test hook: with the environment variable ``ZEROSEG_TEST_KILL_AT_STEP=N`` a training loop
 kills its own process with SIGKILL right after step N (tests/test_resume.py). Unset, nothing.
 """
@@ -10,11 +14,44 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from zeroseg.errors import DataError
+
 KILL_AT_STEP = "ZEROSEG_TEST_KILL_AT_STEP"
+UNREADABLE_HINT = "the resume file of an interrupted run: delete it to start afresh"
+
+
+def read_resume_file(path: str | os.PathLike, keys: tuple[str, ...]) -> dict:
+    """The dict saved at ``path`` (``torch.load(weights_only=True)``) with ``keys``; anything else
+    (truncated, garbage bytes, another object) is a :class:`DataError` naming the file."""
+    try:
+        ck = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated, garbage bytes, or an object weights_only refuses
+        why = type(exc).__name__
+        raise DataError(f"{path}: not readable, truncated or corrupt ({why}); {UNREADABLE_HINT}") from exc
+    missing = [k for k in keys if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise DataError(f"{path}: no {missing} in it; {UNREADABLE_HINT}")
+    return ck
+
+
+def changed_keys(old: Any, new: dict) -> list[str]:
+    """The keys of ``new`` whose value in ``old`` (a dict, else everything differs) is another."""
+    return sorted(k for k in set(new) | set(old if isinstance(old, dict) else {})
+                  if not isinstance(old, dict) or old.get(k) != new.get(k))
+
+
+def start_afresh(path: str | os.PathLike, why: str) -> None:
+    """Say on stderr that the resume file ``path`` is not used and why."""
+    print(f"note: {path} is from another run ({why}): not resuming from it, training starts afresh", file=sys.stderr)
 
 
 def kill_point(done: int) -> None:

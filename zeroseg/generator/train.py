@@ -27,7 +27,7 @@ from zeroseg.generator.config import LR_STEPS, POLY_POWER, GeneratorConfig, para
 from zeroseg.generator.disentangle import Disentangler
 from zeroseg.generator.mmd import mmd, mmd_official
 from zeroseg.generator.official_structure import OfficialStructure, official_losses
-from zeroseg.resume import kill_point, rng_state, set_rng_state
+from zeroseg.resume import changed_keys, kill_point, read_resume_file, rng_state, set_rng_state, start_afresh
 
 
 def lr_factor(cfg: GeneratorConfig, step: int) -> float:
@@ -165,13 +165,18 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
                 "head": repr(head_cfg) if joint is not None else ""}
     start = 0
     if cfg.checkpoint_every and resume_path.exists():
-        ck = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if ck["identity"] == identity:  # otherwise params or features changed since: start afresh
+        ck = read_resume_file(resume_path, ("identity", "trainer", "rng", "joint", "step", "last"))
+        old = ck["identity"] if isinstance(ck["identity"], dict) else {}
+        changed = changed_keys(old, identity)
+        if not changed:
             trainer.load_state_dict(ck["trainer"])
             if joint is not None:
                 joint.load_state_dict(ck["joint"])
             set_rng_state(ck["rng"], rng)
             start, last = int(ck["step"]), dict(ck["last"])
+        else:  # params or features changed since
+            why = [f"params {changed_keys(old.get(k), identity[k])}" if k == "config" else k for k in changed]
+            start_afresh(resume_path, f"changed: {', '.join(why)}")
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=f"generator[{cfg.arch}]",
                disable=not show_progress)
     for step in bar:

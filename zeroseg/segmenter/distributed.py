@@ -51,6 +51,17 @@ def all_reduce_mean(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return x
 
 
+def global_num_masks(class_labels: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Mask2Former's loss normaliser under DDP: the number of target masks of the global batch
+    per process (all-reduced over the processes, as Mask2Former's ``SetCriterion``; Hugging
+    Face's ``Mask2FormerLoss.get_num_masks`` reduces only under ``accelerate``), so the averaged
+    gradients of a W-process step equal those of a 1-process step on the same global batch.
+    ``class_labels``: this process's per-image (n_i,) target classes."""
+    n = torch.as_tensor(float(sum(len(c) for c in class_labels)), device=device)
+    dist.all_reduce(n)
+    return torch.clamp(n / dist.get_world_size(), min=1)
+
+
 def teardown(ctx: DistContext) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()

@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,31 +22,32 @@ from tqdm import tqdm
 from zeroseg.atomic import atomic_file
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic
-from zeroseg.errors import ConfigError
-from zeroseg.resume import kill_point, rng_state, set_rng_state
+from zeroseg.errors import ConfigError, DataError
+from zeroseg.resume import UNREADABLE_HINT, changed_keys, kill_point, rng_state, set_rng_state, start_afresh
 from zeroseg.segmenter.data import PanopticSegments, collate, seen_classes
-from zeroseg.segmenter.distributed import all_reduce_mean, setup_distributed, teardown
+from zeroseg.segmenter.distributed import all_reduce_mean, global_num_masks, setup_distributed, teardown
 from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model, load_checkpoint, save_checkpoint
 
 
 class ShardedInfiniteSampler(torch.utils.data.Sampler):
-    """Endless indices: a fresh seeded permutation per epoch, rank r taking every world-th.
+    """Endless indices: the stream of one fresh seeded permutation per epoch, rank r taking
+    every world-th item of it (detectron2's TrainingSampler: no padding per epoch, so the
+    W ranks' batches of a step make up the 1-process batch of that step, any n).
 
     Yields virtual indices ``k + n * epoch`` so the dataset can seed its augmentation by
-    epoch; ``start`` skips the draws already consumed (exact resume)."""
+    epoch; ``start`` skips the draws this rank already consumed (exact resume)."""
 
     def __init__(self, n: int, rank: int, world: int, seed: int, start: int = 0) -> None:
         self.n, self.rank, self.world, self.seed, self.start = n, rank, world, seed, start
 
     def __iter__(self) -> Iterator[int]:
-        per_epoch = math.ceil(self.n / self.world)
-        epoch, skip = divmod(self.start, per_epoch)
+        pos, epoch, perm = self.start * self.world + self.rank, -1, None
         while True:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            perm = np.resize(perm, per_epoch * self.world)[self.rank::self.world]
-            for k in perm[skip:]:
-                yield int(k) + self.n * epoch
-            epoch, skip = epoch + 1, 0
+            e, k = divmod(pos, self.n)
+            if e != epoch:
+                epoch, perm = e, np.random.default_rng([self.seed, e]).permutation(self.n)
+            yield int(perm[k]) + self.n * epoch
+            pos += self.world
 
 
 class _EpochView(torch.utils.data.Dataset):
@@ -131,18 +132,17 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
     last = out_dir / "last.pt"
     start, resume = 0, None
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")  # fp16 gradients need loss scaling
-    if last.exists():
-        ck = load_checkpoint(last)
-        same_run = from_dict(SegmenterConfig, ck["config"]) == cfg and [c["id"] for c in ck["classes"]] == [c["id"] for c in classes]
-        if same_run:  # otherwise params changed since: start afresh
-            model.load_state_dict(ck["model"])
-            if "optimizer" in ck:
-                opt.load_state_dict(ck["optimizer"])
-            start, resume = int(ck["step"]), ck.get("resume")
-            if resume is not None and resume.get("scaler"):
-                scaler.load_state_dict(resume["scaler"])
+    ck = _checkpoint_of_this_run(last, cfg, classes, ctx.is_main) if last.exists() else None
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        if "optimizer" in ck:
+            opt.load_state_dict(ck["optimizer"])
+        start, resume = int(ck["step"]), ck.get("resume")
+        if resume is not None and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
     resumed_from = start
     if ctx.world_size > 1:
+        model.criterion.get_num_masks = global_num_masks  # the global batch's mask count, as Mask2Former
         model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
     per_rank = cfg.batch_size // ctx.world_size
@@ -202,6 +202,27 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
         last.unlink(missing_ok=True)
     ctx.barrier()
     return TrainResult(final, cfg.iterations, loss_avg, resumed_from)
+
+
+def _checkpoint_of_this_run(last: Path, cfg: SegmenterConfig, classes: list[dict], say: bool) -> dict | None:
+    """``last``'s checkpoint when a run of the same config on the same classes wrote it, else
+    None: the run starts afresh and says why (when ``say``). An unreadable file is an error."""
+    try:
+        ck = load_checkpoint(last)
+    except DataError as exc:
+        raise DataError(f"{exc}; {UNREADABLE_HINT}") from exc
+    try:
+        why = ", ".join(changed_keys(asdict(from_dict(SegmenterConfig, ck["config"])), asdict(cfg)))
+        why = why and f"params changed: {why}"
+    except (ConfigError, TypeError, AttributeError) as exc:  # written by a version with other keys
+        why = f"its config does not read as this version's: {exc}"
+    if not why and [c["id"] for c in ck["classes"]] != [c["id"] for c in classes]:
+        why = "the seen classes changed"
+    if why:
+        if say:
+            start_afresh(last, why)
+        return None
+    return ck
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
