@@ -1,8 +1,9 @@
 """Relationship alignment: the distribution of visual similarities between (semantic-related)
 features must match that of their classes' semantic similarities.
 
-L_A = Σ_i KL( softmax_j(cos(a_i, a_j) / τ) ‖ softmax_j(cos(x̂_i, x̂_j) / τ) ), over three
-blocks (seen×seen, unseen×unseen, seen×unseen), self-pairs excluded."""
+L_A = the paper's Σ_i KL( softmax_j(cos(a_i, a_j) / τ) ‖ softmax_j(cos(x̂_i, x̂_j) / τ) ) as a mean
+over the rows i, summed over three blocks (seen×seen, unseen×unseen, seen×unseen), self-pairs
+excluded (docs/parity.md: "/rows, summed")."""
 
 from __future__ import annotations
 
