@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tools.stage_deps import closure, imported_modules, module_path, runtime_imports
+from tools.stage_deps import closure, imported_modules, module_path, rewrite, runtime_imports
 
 #: low -> high; a module may import its own layer and the ones before it. Within the model parts
 #: the order is segmenter < features < embed < head < generator.
@@ -232,6 +232,16 @@ def test_stage_code_deps_are_exactly_what_the_script_imports(dvc_yaml, params_fi
     assert wrong == [], "\n".join(wrong)
 
 
+@pytest.mark.parametrize("dvc_yaml", [p for p, _, _ in PIPELINES], ids=["root", "coco", "fixtures"])
+def test_stage_deps_write_keeps_the_pipeline_files_and_mends_a_stale_one(dvc_yaml):
+    """`python -m tools.stage_deps --write` leaves the committed files as they are (their code deps
+    are the closures) and puts back a code dep that was removed, in its sorted place."""
+    text = dvc_yaml.read_text()
+    assert rewrite(text) == text
+    line = next(ln for ln in text.splitlines(keepends=True) if ln.rstrip().endswith("zeroseg/errors.py"))
+    assert rewrite(text.replace(line, "", 1)) == text
+
+
 @pytest.mark.parametrize("dvc_yaml,params_file,repo", PIPELINES, ids=["root", "coco", "fixtures"])
 def test_every_input_path_of_a_command_is_declared(dvc_yaml, params_file, repo):
     """A path in a stage's command is one of its outs or lies inside one of its deps (the COCO
@@ -285,3 +295,5 @@ def test_params_baselines_are_registered_and_ordered(params_file):
     order, gens = rows(str(params_file))
     lower = [b for b in params["baselines"] if b not in UPPER_BOUNDS]
     assert order == lower + gens + [b for b in params["baselines"] if b in UPPER_BOUNDS]
+    assert order[0] == "projection" and gens == list(params["generators"])  # the table's first row
+    assert ("oracle" not in order or order[-1] == "oracle") and "oracle" in UPPER_BOUNDS  # the upper bound: last
