@@ -229,15 +229,15 @@ def _letters(categories: list[dict], cfg: EmbedConfig) -> np.ndarray:
 
 def test_an_embedding_source_registered_from_outside_goes_through_params_and_the_stage_path(tmp_path, monkeypatch):
     """A new source is one function and one entry of zeroseg.embed.sources.SOURCES, here made from
-    this module: params validation accepts it, the embed stage's function uses it (alone and
-    concatenated), and before it is registered the name is refused."""
+    this module: params validation accepts it (and refuses the name before it is registered), the
+    embed stage's function uses it, alone and concatenated."""
     from zeroseg.config import load_section
     from zeroseg.embed.sources import SOURCES
 
     (tmp_path / "params.yaml").write_text("embed:\n  source: letters\n")
     js = _cats_json(tmp_path, ["red circle", "blue square", "zebra"])
     with pytest.raises(ConfigError, match=r"unknown source\(s\) \['letters'\]"):
-        embed_classes(js, load_section(tmp_path / "params.yaml", "embed", EmbedConfig), tmp_path / "x.parquet")
+        load_section(tmp_path / "params.yaml", "embed", EmbedConfig)
     monkeypatch.setitem(SOURCES, "letters", _letters)
     cfg = load_section(tmp_path / "params.yaml", "embed", EmbedConfig)
     embed_classes(js, cfg, tmp_path / "e.parquet")

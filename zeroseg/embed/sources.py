@@ -34,6 +34,9 @@ class EmbedConfig:
     oov: str = "error"  # out-of-vocabulary words: error | skip
     attribute_words: str = "minilm"  # encoder of attribute words for source 'attributes': minilm | glove
 
+    def __post_init__(self) -> None:
+        self.parts()  # an unknown source fails when params are read
+
     def parts(self) -> list[str]:
         """The sources of ``source``, each an entry of :data:`SOURCES`."""
         parts = [p.strip() for p in self.source.split("+")]
