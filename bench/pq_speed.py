@@ -40,7 +40,7 @@ def main() -> None:
     from panopticapi.evaluation import pq_compute, pq_compute_single_core
 
     from zeroseg.metrics.panoptic import pq_files
-    from zeroseg.metrics.perturb import perturb_folder
+    from zeroseg.testing.perturb import perturb_folder
     from zeroseg.benchmark import BenchmarkConfig, generate
 
     tmp = Path(tempfile.mkdtemp(prefix="pq_speed-"))

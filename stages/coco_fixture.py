@@ -7,7 +7,7 @@ cmd: python stages/coco_fixture.py {stuff,instances} PANOPTIC_JSON OUT
 import argparse
 
 from zeroseg import stage
-from zeroseg.data.fixtures import panoptic_to_instances, panoptic_to_stuffmaps
+from zeroseg.testing.fixtures import panoptic_to_instances, panoptic_to_stuffmaps
 
 
 def main() -> None:

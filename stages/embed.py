@@ -6,7 +6,8 @@ cmd: python stages/embed.py CATEGORIES_JSON OUT_PARQUET
 import argparse
 
 from zeroseg import stage
-from zeroseg.embed.classes import EmbedConfig, embed_classes
+from zeroseg.embed.sources import EmbedConfig
+from zeroseg.embed.vectors import embed_classes
 
 
 def main() -> None:

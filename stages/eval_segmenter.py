@@ -10,7 +10,8 @@ import argparse
 
 from zeroseg import stage
 from zeroseg.atomic import atomic_outputs, json_text
-from zeroseg.evaluate.score import InferenceConfig, evaluate_segmenter
+from zeroseg.evaluate.inference import InferenceConfig
+from zeroseg.evaluate.score import evaluate_segmenter
 
 #: what `dvc exp show` compares: the segmenter alone predicts seen classes only
 HEADLINE = ("pq_seen", "map50_seen", "miou_seen")

@@ -1,9 +1,13 @@
 """The layers of the code and the pipelines' dependencies, checked on the code itself.
 
-- Layers point down only: no zeroseg module imports from a layer above its own (ARCHITECTURE.md).
-- Every stage of the root pipeline and of the COCO pipeline definition lists exactly the code it
-  can execute (its script + the static closure of the script's zeroseg imports: tests/stage_deps.py)
-  and declares every input path of its command; editing a module marks exactly its users changed.
+- Layers point down only: no zeroseg module imports from a layer above its own (ARCHITECTURE.md),
+  and no zeroseg modules import each other in a cycle.
+- No public function or method of zeroseg takes more than 8 parameters (a typed dataclass groups
+  them instead); the CLI's commands, whose parameters are its command-line options, aside.
+- Every stage of the root pipeline, of the COCO pipeline definition and of the smoke fixtures lists
+  exactly the code it can execute (its script + the static closure of the script's zeroseg imports:
+  tools/stage_deps.py) and declares every input path of its command; editing a module marks
+  exactly its users changed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.stage_deps import closure, imported_modules, module_path
+from tools.stage_deps import closure, imported_modules, module_path, rewrite, runtime_imports
 
 #: low -> high; a module may import its own layer and the ones before it. Within the model parts
 #: the order is segmenter < features < embed < head < generator.
@@ -26,6 +30,7 @@ LAYERS = (
     ("zeroseg.data",),  # COCO formats, class names and class sets
     ("zeroseg.split", "zeroseg.benchmark"),  # the seen/unseen split; the embedded benchmark's generator
     ("zeroseg.metrics",),  # PQ, mAP, mIoU
+    ("zeroseg.testing",),  # made-up inputs for tests and smoke runs: COCO fixtures, perturbed predictions
     ("zeroseg.segmenter",), ("zeroseg.features",), ("zeroseg.embed",), ("zeroseg.head",), ("zeroseg.generator",),
     ("zeroseg.evaluate",),  # a head scored on stored queries, curves, fidelity, drawings
     ("zeroseg.report", "zeroseg.predict", "zeroseg.cli", "zeroseg.stage"),  # entry points
@@ -57,6 +62,105 @@ def test_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
     bad = tmp_path / "x.py"
     bad.write_text("from zeroseg.evaluate.score import evaluate_head\n")
     assert any(_layer(i) > _layer("zeroseg.data.panoptic") for i in imported_modules(bad))
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles of a module -> imported modules graph, one per strongly connected component of
+    more than one module (or a module importing itself), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in graph.get(v, ()):
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """zeroseg module -> the zeroseg modules it imports when it runs (``if TYPE_CHECKING:``
+    imports, annotations only, left out); packages' ``__init__`` files import nothing."""
+    modules = _modules()
+    return {mod: {i for i in runtime_imports(path) if i in modules} for mod, path in modules.items()}
+
+
+def test_no_import_cycle():
+    assert import_cycles(_import_graph()) == []
+
+
+def test_cycle_check_catches_an_import_cycle():
+    """The check is not vacuous: score <-> curve (the cycle this package once had) is found, as is
+    a longer one; imports under ``if TYPE_CHECKING:`` only do not count."""
+    graph = _import_graph()
+    graph["zeroseg.evaluate.curve"] = graph["zeroseg.evaluate.curve"] | {"zeroseg.evaluate.score"}
+    assert ["zeroseg.evaluate.curve", "zeroseg.evaluate.score"] in import_cycles(graph)
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"a"}}) == [["a"]]
+    assert "zeroseg.generator.config" not in runtime_imports(ROOT / "zeroseg/generator/architectures.py")
+    assert "zeroseg.generator.config" in imported_modules(ROOT / "zeroseg/generator/architectures.py")
+
+
+MAX_PARAMETERS = 8
+
+
+def _long_signatures(tree: ast.Module) -> list[str]:
+    """Public functions and methods (of public classes) of a module with more than
+    MAX_PARAMETERS parameters (``self`` / ``cls`` not counted); Typer commands aside."""
+    def command(fn: ast.FunctionDef) -> bool:
+        return any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command"
+                   for d in fn.decorator_list)
+
+    out = []
+    todo: list[tuple[ast.AST, str]] = [(tree, "")]
+    while todo:
+        node, prefix = todo.pop()
+        for n in ast.iter_child_nodes(node):
+            if isinstance(n, ast.ClassDef) and not n.name.startswith("_"):
+                todo.append((n, f"{prefix}{n.name}."))
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and not command(n) and (
+                    not n.name.startswith("_") or n.name == "__init__"):
+                a = n.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+                names += [x.arg for x in (a.vararg, a.kwarg) if x is not None]
+                if len(names) > MAX_PARAMETERS:
+                    out.append(f"{prefix}{n.name} ({len(names)})")
+    return out
+
+
+def test_no_public_function_takes_more_than_8_parameters():
+    long = [f"{path.relative_to(ROOT)}: {name}" for path in _modules().values()
+            for name in _long_signatures(ast.parse(path.read_text()))]
+    assert long == []
+
+
+def test_signature_check_catches_a_long_signature():
+    """Not vacuous: a 9-parameter function or method is reported, a private one or a CLI command not."""
+    src = ("def f(a, b, c, d, e, f, g, h, i): pass\n"
+           "def g(a, b, c, d, e, f, g, h): pass\n"
+           "def _h(a, b, c, d, e, f, g, h, i): pass\n"
+           "class C:\n    def m(self, a, b, c, d, e, *, f, g, h, i): pass\n"
+           "@app.command()\ndef cmd(a, b, c, d, e, f, g, h, i): pass\n")
+    assert sorted(_long_signatures(ast.parse(src))) == ["C.m (9)", "f (9)"]
 
 
 def test_package_inits_hold_no_code():
@@ -105,29 +209,44 @@ def _stages(dvc_yaml: Path, params: dict) -> dict[str, dict]:
 
 
 PIPELINES = [(ROOT / "dvc.yaml", ROOT / "params.yaml", ""),
-             (ROOT / "pipelines/coco-pipeline.yaml", ROOT / "pipelines/coco-panoptic/params.yaml", "../../")]
+             (ROOT / "pipelines/coco-pipeline.yaml", ROOT / "pipelines/coco-panoptic/params.yaml", "../../"),
+             (ROOT / "pipelines/fixtures/dvc.yaml", None, "../../")]
 
 
-@pytest.mark.parametrize("dvc_yaml,params_file,repo", PIPELINES, ids=["root", "coco"])
+def _params(params_file: Path | None) -> dict:
+    return yaml.safe_load(params_file.read_text()) if params_file is not None else {}
+
+
+@pytest.mark.parametrize("dvc_yaml,params_file,repo", PIPELINES, ids=["root", "coco", "fixtures"])
 def test_stage_code_deps_are_exactly_what_the_script_imports(dvc_yaml, params_file, repo):
-    params = yaml.safe_load(params_file.read_text())
+    params = _params(params_file)
     wrong = []
     for name, st in _stages(dvc_yaml, params).items():
         script = next(t for t in shlex.split(st["cmd"]) if t.endswith(".py"))
-        script = script[len(repo):] if repo else script
+        script = script.removeprefix(repo)
         want = {script} | set(closure(ROOT / script))
-        have = {d[len(repo):] if repo else d for d in st["deps"]}
+        have = {d.removeprefix(repo) for d in st["deps"]}
         have = {d for d in have if d.startswith(("zeroseg/", "zeroseg", "stages/"))}
         if have != want:
             wrong.append(f"{name}: add {sorted(want - have)}, remove {sorted(have - want)}")
     assert wrong == [], "\n".join(wrong)
 
 
-@pytest.mark.parametrize("dvc_yaml,params_file,repo", PIPELINES, ids=["root", "coco"])
+@pytest.mark.parametrize("dvc_yaml", [p for p, _, _ in PIPELINES], ids=["root", "coco", "fixtures"])
+def test_stage_deps_write_keeps_the_pipeline_files_and_mends_a_stale_one(dvc_yaml):
+    """`python -m tools.stage_deps --write` leaves the committed files as they are (their code deps
+    are the closures) and puts back a code dep that was removed, in its sorted place."""
+    text = dvc_yaml.read_text()
+    assert rewrite(text) == text
+    line = next(ln for ln in text.splitlines(keepends=True) if ln.rstrip().endswith("zeroseg/errors.py"))
+    assert rewrite(text.replace(line, "", 1)) == text
+
+
+@pytest.mark.parametrize("dvc_yaml,params_file,repo", PIPELINES, ids=["root", "coco", "fixtures"])
 def test_every_input_path_of_a_command_is_declared(dvc_yaml, params_file, repo):
     """A path in a stage's command is one of its outs or lies inside one of its deps (the COCO
     image folders excepted: official, read in place, not hashed)."""
-    params = yaml.safe_load(params_file.read_text())
+    params = _params(params_file)
     exempt = {params.get("prepare", {}).get(k) for k in ("train_images", "val_images")} - {None}
     undeclared = []
     for name, st in _stages(dvc_yaml, params).items():
@@ -161,3 +280,20 @@ def test_each_ablation_row_is_declared_once():
     dvc_text = re.sub(r"#.*", "", (ROOT / "dvc.yaml").read_text())
     assert [r for r in declared if re.search(rf"(?<![\w/.-]){re.escape(r)}(?![\w.-])", dvc_text)] == []
     assert sorted(rows(str(ROOT / "params.yaml"))[0]) == sorted(declared)
+
+
+@pytest.mark.parametrize("params_file", [ROOT / "params.yaml"] + sorted(ROOT.glob("pipelines/**/params.yaml")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_params_baselines_are_registered_and_ordered(params_file):
+    """Every params file's `baselines` are entries of the baseline registry (stage retrain_baseline
+    refuses others); the report lists them before the generator rows, the upper bounds after."""
+    from zeroseg.head.baselines import BASELINES
+    from zeroseg.stage import UPPER_BOUNDS, rows
+
+    params = yaml.safe_load(params_file.read_text())
+    assert set(params["baselines"]) <= set(BASELINES) and set(UPPER_BOUNDS) <= set(BASELINES)
+    order, gens = rows(str(params_file))
+    lower = [b for b in params["baselines"] if b not in UPPER_BOUNDS]
+    assert order == lower + gens + [b for b in params["baselines"] if b in UPPER_BOUNDS]
+    assert order[0] == "projection" and gens == list(params["generators"])  # the table's first row
+    assert ("oracle" not in order or order[-1] == "oracle") and "oracle" in UPPER_BOUNDS  # the upper bound: last

@@ -77,3 +77,29 @@ def test_area_of_known_curves():
     with pytest.raises(ValueError):
         ausuc([1.0], [0.0])
     assert np.isfinite(ausuc(np.linspace(1, 0, 11), np.linspace(0, 1, 11)))
+
+
+def test_curve_scores_every_offset_of_its_grid_through_the_tables_entry():
+    """Two queries paint the two halves of one image (a seen and an unseen ground-truth segment);
+    each prefers its own half's class by 1 logit. γ = 0 gets both right, γ = −∞ calls the right
+    half seen (seen PQ 2/3: one TP, one FP), γ = +∞ calls the left half unseen (unseen PQ 2/3)."""
+    from types import SimpleNamespace
+
+    from zeroseg.data.panoptic import Category
+    from zeroseg.evaluate.curve import CurveScorer
+    from zeroseg.evaluate.inference import InferenceConfig
+    from zeroseg.head.model import Head
+
+    logits = torch.tensor([[5.0, -9.0, 4.0, -9.0, -5.0], [4.0, -9.0, 5.0, -9.0, -5.0]])
+    head = Head(torch.eye(5), torch.zeros(5), CLASS_IDS, [True] * 4)  # logits = the stored features
+    store = SimpleNamespace(path="store", iter_sequential=lambda: iter([(logits.numpy(), None)]))
+    gt = SimpleNamespace(categories={c: Category(c, f"c{c}", True, {}) for c in CLASS_IDS})
+    scorer = CurveScorer(store, head, gt, UNSEEN, InferenceConfig(object_threshold=0.0, curve_points=0))
+    assert scorer.grid == [-math.inf, 0.0, math.inf]
+    masks = torch.full((2, 8, 8), -8.0)
+    masks[0, :, :4], masks[1, :, 4:] = 8.0, 8.0
+    gt_ids = np.where(np.arange(8)[None, :] < 4, 1, 2).repeat(8, 0)
+    segments = [{"id": s, "category_id": c, "iscrowd": 0, "area": 32} for s, c in ((1, 1), (2, 3))]
+    scorer.add(0, gt_ids, segments, head.logits(logits), masks, masks.sigmoid())
+    frame = scorer.frame()
+    assert np.allclose(frame[["pq_seen", "pq_unseen"]].values, [[2 / 3, 0.0], [1.0, 1.0], [0.0, 2 / 3]])

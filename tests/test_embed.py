@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import COCO_JSON, WORD_VECTORS, write_json
-from zeroseg.embed.classes import EmbedConfig, embed_classes
+from zeroseg.embed.sources import EmbedConfig
+from zeroseg.embed.vectors import embed_classes
 from zeroseg.embed.space import read_embeddings
 from zeroseg.data.names import clean_name, synonyms
 from zeroseg.embed.table import load_table, match_table
@@ -218,3 +219,31 @@ def test_cli_embed_classes(tiny_benchmark, tmp_path):
     r = CliRunner().invoke(app, ["embed-classes", str(js), "--source", "glove", "--out", str(tmp_path / "e.parquet")])
     assert r.exit_code == 0, r.output
     assert read_embeddings(tmp_path / "e.parquet")[1].shape[1] == 50
+
+
+def _letters(categories: list[dict], cfg: EmbedConfig) -> np.ndarray:
+    """A test-only source: each name's letter counts (26-d), normalised."""
+    counts = np.array([[c["name"].count(ch) + 0.5 for ch in string.ascii_lowercase] for c in categories])
+    return l2n(counts).astype(np.float32)
+
+
+def test_an_embedding_source_registered_from_outside_goes_through_params_and_the_stage_path(tmp_path, monkeypatch):
+    """A new source is one function and one entry of zeroseg.embed.sources.SOURCES, here made from
+    this module: params validation accepts it (and refuses the name before it is registered), the
+    embed stage's function uses it, alone and concatenated."""
+    from zeroseg.config import load_section
+    from zeroseg.embed.sources import SOURCES
+
+    (tmp_path / "params.yaml").write_text("embed:\n  source: letters\n")
+    js = _cats_json(tmp_path, ["red circle", "blue square", "zebra"])
+    with pytest.raises(ConfigError, match=r"unknown source\(s\) \['letters'\]"):
+        load_section(tmp_path / "params.yaml", "embed", EmbedConfig)
+    monkeypatch.setitem(SOURCES, "letters", _letters)
+    cfg = load_section(tmp_path / "params.yaml", "embed", EmbedConfig)
+    embed_classes(js, cfg, tmp_path / "e.parquet")
+    df, vecs, meta = read_embeddings(tmp_path / "e.parquet")
+    _check(df, vecs, 26, 3)
+    assert meta["source"] == "letters" and np.allclose(vecs[2], _letters([{"name": "zebra"}], cfg)[0])
+    embed_classes(js, EmbedConfig(source="letters+letters"), tmp_path / "two.parquet")
+    _, two, meta = read_embeddings(tmp_path / "two.parquet")
+    assert meta["dims"] == [26, 26] and np.allclose(two, np.concatenate([vecs, vecs], 1) / np.sqrt(2), atol=1e-6)

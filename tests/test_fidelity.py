@@ -27,7 +27,7 @@ def _clusters(sep, n_train=300, n_test=100, dim=8, seed=0):
 def _gzsl(train, test, seed=0):
     (x, y), (tx, ty) = train, test
     s = np.isin(ty, SEEN)
-    return feature_gzsl(x, y, tx[s], ty[s], tx[~s], ty[~s], SEEN, UNSEEN, seed)
+    return feature_gzsl((x, y), (tx[s], ty[s]), (tx[~s], ty[~s]), SEEN, UNSEEN, seed)
 
 
 def test_separable_features_score_one():
@@ -76,7 +76,7 @@ def test_feature_gzsl_validates(case, message):
     elif case == "wrong_split":
         tu_y = np.full(20, 1)
     with pytest.raises(DataError, match=message):
-        feature_gzsl(x, y, ts_x, ts_y, tu_x, tu_y, [0, 1], [5, 6, 7] if case == "absent" else [5, 6])
+        feature_gzsl((x, y), (ts_x, ts_y), (tu_x, tu_y), [0, 1], [5, 6, 7] if case == "absent" else [5, 6])
 
 
 def test_mmd2():

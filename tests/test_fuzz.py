@@ -27,7 +27,7 @@ from zeroseg.data.prepare import PrepareConfig, prepare_coco
 from zeroseg.embed.table import load_table
 from zeroseg.errors import ZerosegError
 from zeroseg.metrics.panoptic import pq_files
-from zeroseg.metrics.perturb import perturb_folder
+from zeroseg.testing.perturb import perturb_folder
 from zeroseg.split import split_dataset
 from zeroseg.benchmark import BenchmarkConfig, generate
 

@@ -10,7 +10,7 @@ from zeroseg.features.store import FeatureStore
 from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head
 from zeroseg.generator.disentangle import Disentangler
 from zeroseg.generator.mmd import mmd
-from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator
+from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator, PrimitiveSpec
 from zeroseg.generator.config import GeneratorConfig
 from zeroseg.embed.space import class_space
 from zeroseg.generator.checkpoint import joint_head, load_generator, synthesize
@@ -18,7 +18,8 @@ from zeroseg.generator.train import train_generator
 
 
 @pytest.mark.parametrize("gen", [GMMNGenerator(12, 8, hidden=32, noise_dim=12),
-                                 PrimitiveGenerator(12, 8, num_primitives=20, layers=2, heads=2, ffn=32)])
+                                 PrimitiveGenerator(12, 8, PrimitiveSpec(num_primitives=20, layers=2, heads=2,
+                                                                         ffn=32))])
 def test_generator_shapes_gradients_and_noise(gen):
     sem = torch.randn(5, 12)
     out = gen(sem)
@@ -119,6 +120,102 @@ def test_train_generator_deterministic(tmp_path, flags):
         assert joint.class_ids == space.all_ids
     x, idx = synthesize(gen, space.emb, 3)
     assert x.shape == (15, 8) and np.isfinite(x).all()
+
+
+class _ToyGenerator(torch.nn.Module):
+    """A test-only architecture: one Linear over [a_c; z], z ~ N(0, noise²) of the semantic's size."""
+
+    def __init__(self, sem_dim: int, feat_dim: int, noise: float) -> None:
+        super().__init__()
+        self.lin, self.noise = torch.nn.Linear(2 * sem_dim, feat_dim), noise
+
+    def forward(self, sem: torch.Tensor) -> torch.Tensor:
+        return self.lin(torch.cat([sem, torch.randn_like(sem) * self.noise], -1))
+
+
+def test_an_architecture_registered_from_outside_is_validated_built_trained_and_loaded(tmp_path, monkeypatch):
+    """A new architecture is a module and one entry of ARCHITECTURES, here made from this test
+    module: params validation accepts its name (and refuses it before it is registered), the
+    trainer builds and trains it, a checkpoint loads back into it; without a learned projection
+    it is refused for the official structure."""
+    import dataclasses
+
+    import yaml
+
+    from zeroseg.config import load_section
+    from zeroseg.errors import ConfigError
+    from zeroseg.generator.architectures import ARCHITECTURES, Architecture
+
+    built = []
+
+    def toy(cfg, sem_dim, feat_dim):
+        module = _ToyGenerator(sem_dim, feat_dim, cfg.noise)
+        built.append((sem_dim, feat_dim, module.lin.weight.detach().clone()))
+        return module
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"generator": dict(SMALL, arch="toy", sigmas=list(SMALL["sigmas"]))}))
+    with pytest.raises(ConfigError, match="generator.arch: one of primitive, gmmn, got 'toy'"):
+        load_section(params, "generator", GeneratorConfig)
+    monkeypatch.setitem(ARCHITECTURES, "toy", Architecture(toy))
+    cfg = load_section(params, "generator", GeneratorConfig)
+    with pytest.raises(ConfigError, match="the toy generator has none"):
+        dataclasses.replace(cfg, structure="official").resolved()
+    st, emb = _store(tmp_path), _emb(tmp_path, ROWS)
+    train_generator(cfg, st, emb, tmp_path / "toy.pt", show_progress=False)
+    gen, cfg2, space = load_generator(tmp_path / "toy.pt")
+    assert isinstance(gen, _ToyGenerator) and cfg2 == cfg.resolved() and [b[:2] for b in built] == [(6, 8), (6, 8)]
+    assert not torch.equal(gen.lin.weight, built[0][2])  # the trained weights, not the initial ones
+    x, _ = synthesize(gen, space.emb, 3)
+    assert x.shape == (15, 8) and np.isfinite(x).all()
+
+
+def test_a_checkpoint_written_before_the_primitive_layout_rename_loads(tmp_path):
+    st, emb = _store(tmp_path), _emb(tmp_path, ROWS)
+    cfg = GeneratorConfig(**SMALL, recipe="official", schedule="after", cls_weight=0.0)
+    train_generator(cfg, st, emb, tmp_path / "g.pt", show_progress=False)
+    ck = torch.load(tmp_path / "g.pt", weights_only=True)
+    ck["config"]["architecture"] = ck["config"].pop("primitive_layout")
+    torch.save(ck, tmp_path / "old.pt")
+    gen, cfg, _ = load_generator(tmp_path / "old.pt")
+    assert cfg.primitive_layout == "official" and isinstance(gen.out, torch.nn.Identity)
+
+
+def test_a_baseline_registered_from_outside_makes_the_rows_head(tmp_path, monkeypatch):
+    """A new baseline is a function and one entry of BASELINES, here made from this test module:
+    retrain_classifier (the stage's and the CLI's function) saves the head it returns; an
+    unregistered name is refused before anything is read; the registered ones still work."""
+    import json
+
+    from zeroseg.errors import ConfigError
+    from zeroseg.head.baselines import BASELINES
+    from zeroseg.head.model import Head, load_head
+    from zeroseg.head.retrain import HeadFiles, retrain_classifier
+
+    def seen_means(inputs):
+        """Each class's row: its mean seen feature (unseen rows and no-object: the segmenter's no-object)."""
+        x, y = torch.from_numpy(inputs.seen.x), torch.from_numpy(inputs.seen.y)
+        rows = [x[y == k].mean(0) for k in range(len(inputs.space.seen_ids))]
+        rows += [inputs.segmenter.weight[-1]] * (len(inputs.space.unseen_ids) + 1)
+        return Head(torch.stack(rows), torch.zeros(len(rows)), inputs.space.all_ids, inputs.isthing), "seen means"
+
+    st, emb, seg = _store(tmp_path), _emb(tmp_path, ROWS), _segmenter(tmp_path)
+    cats = [{"id": c, "name": f"c{c}", "isthing": 1, "split": s} for c, s in ROWS]
+    (tmp_path / "all.json").write_text(json.dumps({"images": [], "annotations": [], "categories": cats}))
+    files = HeadFiles(seg, st, emb, tmp_path / "all.json", tmp_path / "head.pt")
+    cfg = ClassifierConfig(iterations=5, images_per_batch=3)
+    with pytest.raises(ConfigError, match="baseline: one of projection, oracle, got 'seen_means'"):
+        retrain_classifier(cfg, files, "seen_means")
+    monkeypatch.setitem(BASELINES, "seen_means", seen_means)
+    head = retrain_classifier(cfg, files, "seen_means")
+    saved = torch.load(tmp_path / "head.pt", weights_only=True)
+    assert saved["kind"] == "seen means" and torch.equal(load_head(tmp_path / "head.pt").weight, head.weight)
+    assert head.weight.shape == (6, 8) and head.class_ids == [1, 2, 3, 4, 5]
+    assert torch.allclose(head.weight[0], torch.from_numpy(FeatureStore(st).features(np.flatnonzero(
+        FeatureStore(st).labels == 1))).mean(0))
+    assert retrain_classifier(cfg, files, "projection").proj_weight is not None
+    with pytest.raises(DataError, match="baseline oracle: give the store of the real unseen features"):
+        retrain_classifier(cfg, files, "oracle")
 
 
 def test_bad_inputs_fail_before_training(tmp_path):

@@ -87,11 +87,12 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     from zeroseg.evaluate.curve import curve_metrics
     from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
     from zeroseg.data.classes import unseen_from_split
-    from zeroseg.evaluate.score import InferenceConfig, evaluate_head
+    from zeroseg.evaluate.inference import InferenceConfig
+    from zeroseg.evaluate.score import evaluate_head
     from zeroseg.features.dump import DumpConfig, dump_features
     from zeroseg.features.store import FeatureStore
     from zeroseg.head.model import load_head
-    from zeroseg.head.retrain import retrain_classifier
+    from zeroseg.head.retrain import HeadFiles, retrain_classifier
     from zeroseg.head.train import ClassifierConfig
     from zeroseg.generator.synthesize import SynthesizeConfig, synthesize_store
     from zeroseg.generator.config import GeneratorConfig
@@ -126,8 +127,9 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     unseen = unseen_from_split(split.all_json)
     for row in ("projection", ROW):
         head = w / f"data/heads/{row}-s{SEED}.pt"
-        retrain_classifier(ccfg, ck, w / "data/features/train_seen", emb, split.all_json, head,
-                           None if row == "projection" else w / f"data/synthetic/{ROW}-s{SEED}", row == "projection")
+        synthetic = None if row == "projection" else w / f"data/synthetic/{ROW}-s{SEED}"
+        retrain_classifier(ccfg, HeadFiles(ck, w / "data/features/train_seen", emb, split.all_json, head, synthetic),
+                           "projection" if row == "projection" else None)
         flat, table, curve = evaluate_head(FeatureStore(w / "data/features/val"), load_head(head),
                                            ann / "panoptic_val.json", ann / "panoptic_val", unseen,
                                            InferenceConfig(curve_points=4), curve=True)

@@ -14,7 +14,7 @@ from zeroseg.data.panoptic import Category, load_panoptic, read_id_png
 from zeroseg.errors import DataError
 from zeroseg.data.instances import encode_masks
 from zeroseg.metrics.panoptic import PanopticEvaluator, pq_files
-from zeroseg.metrics.perturb import KINDS, perturb_folder
+from zeroseg.testing.perturb import KINDS, perturb_folder
 from zeroseg.metrics.summary import harmonic_mean
 from zeroseg.metrics.universal import UniversalEvaluator, evaluate_files
 
@@ -125,7 +125,7 @@ def test_instances_ground_truth_file_replaces_the_panoptic_things(coco_mini, tmp
     pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=3)
     res, _ = _instance_and_semantic_files(pj, pd_, tmp_path / "f")
     flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", instances_json=res)
-    from zeroseg.data.fixtures import panoptic_to_instances
+    from zeroseg.testing.fixtures import panoptic_to_instances
 
     panoptic_to_instances(COCO_JSON, tmp_path / "inst.json")
     same, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", tmp_path / "inst.json", instances_json=res)

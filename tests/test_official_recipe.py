@@ -15,7 +15,7 @@ from zeroseg.errors import ConfigError
 from zeroseg.head.train import ClassifierConfig, HeadTrainer
 from zeroseg.generator.config import RECIPES, GeneratorConfig, component_keys
 from zeroseg.generator.mmd import mmd, mmd_official
-from zeroseg.generator.models import PrimitiveGenerator
+from zeroseg.generator.models import PrimitiveGenerator, PrimitiveSpec
 from zeroseg.generator.official_structure import OfficialStructure, RelationNet, cosine, kl_t, official_losses
 
 
@@ -104,7 +104,8 @@ def test_official_structure_terms_match_the_formulas():
 def test_official_layer_is_single_token_self_attention_then_cross_attention_to_fixed_primitives():
     """Eval mode, no noise: one official layer transcribed with plain matrices."""
     torch.manual_seed(0)
-    gen = PrimitiveGenerator(4, 8, num_primitives=5, layers=1, heads=2, ffn=16, noise_std=0.0, layout="official").eval()
+    spec = PrimitiveSpec(num_primitives=5, layers=1, heads=2, ffn=16, noise_std=0.0, layout="official")
+    gen = PrimitiveGenerator(4, 8, spec).eval()
     assert isinstance(gen.out, torch.nn.Identity)  # no ω_1: the output is the final LayerNorm's
     layer = gen.layers[0]
     sem = torch.randn(3, 4)
@@ -128,10 +129,10 @@ def test_official_layer_is_single_token_self_attention_then_cross_attention_to_f
 
 def test_official_noise_is_added_after_the_residual_dropout():
     torch.manual_seed(0)
-    gen = PrimitiveGenerator(4, 8, num_primitives=5, layers=1, heads=2, ffn=16, layout="official").eval()
+    gen = PrimitiveGenerator(4, 8, PrimitiveSpec(num_primitives=5, layers=1, heads=2, ffn=16, layout="official")).eval()
     sem = torch.randn(3, 4)
     assert not torch.allclose(gen(sem), gen(sem))  # noise is on in eval mode: different draws
-    assert PrimitiveGenerator(4, 8, num_primitives=400, layout="official").primitives.std() > 0.5  # N(0, 1) start
+    assert PrimitiveGenerator(4, 8, PrimitiveSpec(layout="official")).primitives.std() > 0.5  # N(0, 1) start
 
 
 def test_recipe_resolution_and_its_errors():
@@ -198,7 +199,7 @@ def test_joint_schedule_steps_the_head_on_the_generator_step_images(tmp_path, mo
     from zeroseg.generator.checkpoint import joint_head
     from zeroseg.generator.train import train_generator
     from zeroseg.head.model import load_head
-    from zeroseg.head.retrain import retrain_classifier
+    from zeroseg.head.retrain import HeadFiles, retrain_classifier
 
     calls = []
     step = HeadTrainer.step
@@ -221,7 +222,7 @@ def test_joint_schedule_steps_the_head_on_the_generator_step_images(tmp_path, mo
         assert u_shape == (1, 8) and len(u_cls) == 1 and 0 <= int(u_cls[0]) < 2
     cats = [{"id": c, "name": f"c{c}", "isthing": 1, "split": s} for c, s in ROWS]
     (tmp_path / "all.json").write_text(json.dumps({"images": [], "annotations": [], "categories": cats}))
-    retrain_classifier(ClassifierConfig(), seg, st, emb, tmp_path / "all.json", tmp_path / "head.pt", unseen_store=st,
+    retrain_classifier(ClassifierConfig(), HeadFiles(seg, st, emb, tmp_path / "all.json", tmp_path / "head.pt", st),
                        joint=joint_head(tmp_path / "g.pt"))
     head = load_head(tmp_path / "head.pt")
     saved = torch.load(tmp_path / "g.pt", weights_only=True)["joint_head"]

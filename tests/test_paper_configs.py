@@ -67,7 +67,7 @@ def test_paper_size_generator_steps(pipeline, n_seen, n_unseen):
     queries of a batch of 12 images."""
     cfg = load_section(ROOT / "pipelines" / pipeline / "params.yaml", "generator", GeneratorConfig).resolved()
     assert (cfg.num_primitives, cfg.layers, cfg.align, cfg.disentangle) == (400, 3, True, True)
-    assert (cfg.recipe, cfg.schedule, cfg.batch, cfg.architecture) == ("official", "joint", "images", "official")
+    assert (cfg.recipe, cfg.schedule, cfg.batch, cfg.primitive_layout) == ("official", "joint", "images", "official")
     torch.manual_seed(0)
     emb = torch.nn.functional.normalize(torch.randn(n_seen + n_unseen, 512), dim=-1)
     space = ClassSpace(list(range(n_seen)), list(range(n_seen, n_seen + n_unseen)), emb)

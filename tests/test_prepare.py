@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.conftest import COCO_JSON, COCO_MINI, COCO_PNG
 from zeroseg.data.cocostuff import COCOSTUFF_NAMES, cocostuff_categories, stuffmaps_to_panoptic
-from zeroseg.data.fixtures import cocostuff_value, panoptic_to_instances, panoptic_to_stuffmaps
+from zeroseg.testing.fixtures import cocostuff_value, panoptic_to_instances, panoptic_to_stuffmaps
 from zeroseg.data.instances import instances_to_panoptic, paint_image
 from zeroseg.data.panoptic import load_panoptic, read_id_png, read_ids
 from zeroseg.data.prepare import PrepareConfig, prepare_coco

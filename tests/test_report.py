@@ -7,7 +7,13 @@ import pytest
 from zeroseg.errors import DataError
 import pandas as pd
 
-from zeroseg.report import HEADLINE, TASKS, write_report
+from zeroseg.report import HEADLINE, TASKS, Ablation, ReportInputs, ReportOutputs, write_report
+
+
+def _report(tmp_path, rows, seeds, generators=(), **run):
+    """write_report of the rows' metrics in tmp_path/rows (+ ``run``: other ReportInputs fields)."""
+    return write_report(ReportInputs(tmp_path / "rows", **run), Ablation(rows, seeds, list(generators)),
+                        ReportOutputs(tmp_path / "m.json", tmp_path / "full.json", tmp_path / "t.md"))
 
 
 def _row(tmp_path, stem, seed, **vals):
@@ -21,8 +27,7 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
     for seed, pq in ((0, 0.2), (1, 0.4), (2, 0.9)):
         _row(tmp_path, "pading", seed, pq_hm=pq, map50_unseen=None if seed == 1 else 0.3)
         _row(tmp_path, "projection", seed)
-    head = write_report(tmp_path / "rows", ["projection", "pading"], [0, 1, 2], tmp_path / "m.json",
-                        tmp_path / "full.json", tmp_path / "t.md")
+    head = _report(tmp_path, ["projection", "pading"], [0, 1, 2])
     assert head["seeds"] == 3
     assert head["pading.pq_hm.mean"] == pytest.approx(0.5)
     assert head["pading.pq_hm.std"] == pytest.approx(((0.09 + 0.01 + 0.16) / 2) ** 0.5)  # ddof 1
@@ -36,8 +41,7 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
     md = (tmp_path / "t.md").read_text()
     assert "| pading | 50.0 ± 0.0 / 50.0 ± 0.0 / 50.0 ± 36.1 |" in md and "over 3 seed(s)" in md
     assert md.index("| projection |") < md.index("| pading |")  # the order of params `heads`
-    write_report(tmp_path / "rows", ["pading", "projection"], [0, 1, 2], tmp_path / "m.json", tmp_path / "full.json",
-                 tmp_path / "t.md")
+    _report(tmp_path, ["pading", "projection"], [0, 1, 2])
     md = (tmp_path / "t.md").read_text()
     assert md.index("| pading |") < md.index("| projection |")
 
@@ -45,14 +49,14 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
 def test_one_seed_has_no_std_and_missing_files_are_named(tmp_path):
     _row(tmp_path, "pading", 0)
     _row(tmp_path, "projection", 0)
-    head = write_report(tmp_path / "rows", ["pading", "projection"], [0], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
+    head = _report(tmp_path, ["pading", "projection"], [0])
     assert head["pading.pq_hm.std"] is None and head["pading.pq_hm.mean"] == 0.5
     with pytest.raises(DataError, match=r"row 'pading' missing: .*pading-s1.json"):
-        write_report(tmp_path / "rows", ["pading", "projection"], [0, 1], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
+        _report(tmp_path, ["pading", "projection"], [0, 1])
     with pytest.raises(DataError, match=r"row 'clip' missing: .*clip-s0.json"):
-        write_report(tmp_path / "rows", ["pading", "projection", "clip"], [0], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
+        _report(tmp_path, ["pading", "projection", "clip"], [0])
     with pytest.raises(DataError, match="listed twice"):
-        write_report(tmp_path / "rows", ["pading", "projection", "pading"], [0], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
+        _report(tmp_path, ["pading", "projection", "pading"], [0])
 
 
 @pytest.mark.parametrize("folder", ["seeds-0-1-2", "seeds-0-1-2-attributes"])
@@ -84,8 +88,7 @@ def test_curve_area_and_feature_level_scores_over_seeds(tmp_path):
                    "ratio": 1.2, "predicted": "red square 60%, red triangle 40%"},
                   {"category_id": 1, "name": "red circle", "split": "seen", "acc": 1.0, "n_test": 4, "mmd": float("nan"),
                    "ratio": float("nan"), "predicted": ""}]).to_parquet(diag / "pading-s0.parquet")
-    args = (tmp_path / "rows", ["projection", "pading"], [0, 1], tmp_path / "m.json", tmp_path / "f.json", tmp_path / "t.md")
-    head = write_report(*args, fidelity_dir=fid, generators=["pading"], diagnostics_dir=diag)
+    head = _report(tmp_path, ["projection", "pading"], [0, 1], ["pading"], fidelity_dir=fid, diagnostics_dir=diag)
     assert set(HEADLINE) == {"pq_hm", "map50_hm", "miou_hm", "ausuc", "feat_acc_hm"}
     assert head["pading.ausuc.mean"] == pytest.approx(0.12) and head["pading.feat_acc_hm.mean"] == pytest.approx(0.3)
     assert head["projection.ausuc.std"] == 0.0 and "projection.feat_acc_hm.mean" not in head
@@ -96,7 +99,17 @@ def test_curve_area_and_feature_level_scores_over_seeds(tmp_path):
     assert "red circle" not in md.split("## Unseen classes")[1]
     (fid / "pading-s1.json").unlink()
     with pytest.raises(DataError, match=r"row 'pading' missing: .*fid/pading-s1.json"):
-        write_report(*args, fidelity_dir=fid, generators=["pading"], diagnostics_dir=diag)
+        _report(tmp_path, ["projection", "pading"], [0, 1], ["pading"], fidelity_dir=fid, diagnostics_dir=diag)
+
+
+def test_pictures_name_the_inputs_they_lack(tmp_path):
+    from zeroseg.errors import ConfigError
+    from zeroseg.report import ReportConfig, make_pictures
+
+    run = ReportInputs(tmp_path / "rows", per_class_dir=tmp_path, heads_dir=tmp_path)
+    lacking = "no synthetic_dir, seen_store, val_store, val_json, val_images, split_all_json"
+    with pytest.raises(ConfigError, match=lacking):
+        make_pictures(ReportConfig(), run, Ablation(["projection", "pading"], [0]), tmp_path / "plots")
 
 
 def test_tsne_iterations_below_scikit_learns_minimum_is_refused_by_name():

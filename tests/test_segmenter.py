@@ -263,7 +263,8 @@ def test_dump_of_an_ignore_split_matches_no_query_to_an_unseen_segment(trained, 
 def test_dump_stores_compact_masks_and_scores_them(trained, tiny_benchmark):
     """dump.mask_size keeps smaller val masks (COCO: 5k images); the evaluation upsamples them."""
     d, split, res, cfg = trained
-    from zeroseg.evaluate.score import InferenceConfig, evaluate_segmenter
+    from zeroseg.evaluate.inference import InferenceConfig
+    from zeroseg.evaluate.score import evaluate_segmenter
 
     gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
     scores = {}
@@ -369,7 +370,8 @@ def test_predict_own_images_with_a_new_class(trained, tiny_benchmark, tmp_path):
     from typer.testing import CliRunner
 
     from zeroseg.cli import app
-    from zeroseg.embed.classes import EmbedConfig, embed_classes
+    from zeroseg.embed.sources import EmbedConfig
+    from zeroseg.embed.vectors import embed_classes
     from zeroseg.generator.config import GeneratorConfig
     from zeroseg.generator.train import train_generator
 
@@ -408,8 +410,8 @@ def test_predict_own_images_with_a_new_class(trained, tiny_benchmark, tmp_path):
 
 def test_universal_scores_equal_an_independent_computation(trained, tiny_benchmark):
     """Instance and semantic scores of a head over seen + unseen classes, from the stored features
-    and masks, equal Mask2Former's rules recomputed in NumPy + pycocotools (tests/independent.py)."""
-    from tests.independent import KEYS, independent_scores
+    and masks, equal Mask2Former's rules recomputed in NumPy + pycocotools (tools/independent.py)."""
+    from tools.independent import KEYS, independent_scores
     from zeroseg.data.panoptic import load_panoptic
     from zeroseg.data.classes import unseen_from_split
     from zeroseg.evaluate.score import evaluate_head
@@ -442,7 +444,8 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_benchmark):
     from zeroseg.data.panoptic import load_panoptic
     from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
     from zeroseg.data.classes import unseen_from_split
-    from zeroseg.evaluate.score import InferenceConfig, evaluate_head, predict_store
+    from zeroseg.evaluate.inference import InferenceConfig
+    from zeroseg.evaluate.score import evaluate_head, predict_store
     from zeroseg.head.model import Head
 
     d, split, res, cfg = trained
@@ -458,7 +461,7 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_benchmark):
                 [cats[c].isthing for c in ids])
     unseen = unseen_from_split(split.all_json)
     st = FeatureStore(store)
-    curve = seen_unseen_curve(st, head, gt_json, gt_dir, unseen, object_threshold=0.0, points=7, include=(0.0, 1.5))
+    curve = seen_unseen_curve(st, head, gt_json, gt_dir, unseen, InferenceConfig(0.0, curve_points=7), include=(1.5,))
     assert curve["offset"].iloc[0] == -math.inf and curve["offset"].iloc[-1] == math.inf
     assert curve["offset"].is_monotonic_increasing and len(curve) >= 5
     assert curve["pq_unseen"].iloc[0] == 0.0 and curve["pq_seen"].iloc[-1] == 0.0

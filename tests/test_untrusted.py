@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT, WORD_VECTORS, write_json
-from zeroseg.embed.classes import EmbedConfig, embed_classes
+from zeroseg.embed.sources import EmbedConfig
+from zeroseg.embed.vectors import embed_classes
 from zeroseg.embed.space import read_embeddings
 from zeroseg.embed.safe_pickle import load_pickle
 from zeroseg.embed.table import load_table

@@ -96,7 +96,7 @@ def coco_fixture(
     out_path: Path = typer.Option(..., "--out", help="Label-map folder (stuff) or JSON file (instances)."),
 ) -> None:
     """Re-express a panoptic set in the official COCO-Stuff or instances format (smoke-test data)."""
-    from zeroseg.data.fixtures import panoptic_to_instances, panoptic_to_stuffmaps
+    from zeroseg.testing.fixtures import panoptic_to_instances, panoptic_to_stuffmaps
 
     convert = {"stuff": panoptic_to_stuffmaps, "instances": panoptic_to_instances}.get(kind)
     if convert is None:
@@ -139,7 +139,8 @@ def embed_classes_cmd(
     import dataclasses
 
     from zeroseg.config import load_section
-    from zeroseg.embed.classes import EmbedConfig, embed_classes
+    from zeroseg.embed.sources import EmbedConfig
+    from zeroseg.embed.vectors import embed_classes
 
     with _reported():
         cfg = load_section(params, "embed", EmbedConfig) if params else EmbedConfig()
@@ -224,18 +225,20 @@ def retrain_classifier_cmd(
     split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (seen/unseen, thing/stuff)."),
     out_file: Path = typer.Argument(..., help="Head checkpoint to write."),
     unseen_features: Optional[Path] = typer.Option(None, help="Store of unseen features (synthesized, or real: oracle)."),
-    projection: bool = typer.Option(False, help="Train the projection baseline instead."),
+    baseline: Optional[str] = typer.Option(None, help="A baseline row instead (zeroseg/head/baselines.py: projection, "
+                                                      "oracle with the real --unseen-features)."),
     generator: Optional[Path] = typer.Option(None, help="The row's generator: a jointly trained one carries the head."),
     params: Path = PARAMS,
 ) -> None:
     """A classifier over seen + unseen + no-object (section 'classifier')."""
     from zeroseg.generator.checkpoint import joint_head
-    from zeroseg.head.retrain import retrain_classifier
+    from zeroseg.head.retrain import HeadFiles, retrain_classifier
     from zeroseg.head.train import ClassifierConfig
 
     with _reported():
-        retrain_classifier(_section(params, "classifier", ClassifierConfig), segmenter, seen_store, embeddings,
-                           split_all_json, out_file, unseen_features, projection, joint_head(generator) if generator else None)
+        files = HeadFiles(segmenter, seen_store, embeddings, split_all_json, out_file, unseen_features)
+        retrain_classifier(_section(params, "classifier", ClassifierConfig), files, baseline,
+                           joint_head(generator) if generator else None)
     out.print(f"head -> {out_file}")
 
 
@@ -271,14 +274,14 @@ def curve(
     """A head's seen–unseen PQ curve over the seen offset γ and its area (AUSUC; section 'inference')."""
     from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
     from zeroseg.data.classes import unseen_from_split
-    from zeroseg.evaluate.score import InferenceConfig
+    from zeroseg.evaluate.inference import InferenceConfig
     from zeroseg.features.store import FeatureStore
     from zeroseg.head.model import load_head
 
     with _reported():
         cfg = _section(params, "inference", InferenceConfig)
-        c = seen_unseen_curve(FeatureStore(val_store), load_head(head), gt_json, gt_dir, unseen_from_split(split_all_json),
-                              cfg.object_threshold, cfg.overlap_threshold, cfg.curve_points, include=(cfg.seen_offset,))
+        unseen = unseen_from_split(split_all_json)
+        c = seen_unseen_curve(FeatureStore(val_store), load_head(head), gt_json, gt_dir, unseen, cfg)
         if out_file:
             from zeroseg.atomic import atomic_file
 

@@ -18,10 +18,12 @@ from PIL import Image
 from zeroseg.atomic import atomic_dir, write_json
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic, read_rgb, write_ids
-from zeroseg.embed.classes import EmbedConfig, embed_categories
+from zeroseg.embed.sources import EmbedConfig
+from zeroseg.embed.vectors import embed_categories
 from zeroseg.embed.space import read_embeddings
 from zeroseg.errors import DataError
-from zeroseg.evaluate.score import InferenceConfig, coco_results
+from zeroseg.evaluate.inference import InferenceConfig
+from zeroseg.evaluate.score import coco_results
 from zeroseg.head.model import Head, segmenter_head
 from zeroseg.features.store import FeatureStore
 from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head

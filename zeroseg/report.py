@@ -22,7 +22,7 @@ from zeroseg.atomic import Outputs, atomic_file, json_text, read_json  # noqa: E
 from zeroseg.errors import ConfigError, DataError  # noqa: E402
 
 if TYPE_CHECKING:
-    from zeroseg.evaluate.score import InferenceConfig
+    from zeroseg.evaluate.inference import InferenceConfig
 
 #: the rows the pictures compare (they must be among the ablation rows)
 PICTURED = ("projection", "pading")
@@ -52,32 +52,71 @@ class ReportConfig:
             raise ConfigError(f"report.tsne_iterations: 250 or more (scikit-learn's minimum), got {self.tsne_iterations}")
 
 
+@dataclass(frozen=True)
+class ReportInputs:
+    """The files of one run that the report reads: the report stage's inputs (dvc.yaml names
+    each). ``None`` leaves that part out; :func:`make_pictures` needs every field but
+    ``fidelity_dir``, ``diagnostics_dir``, ``curves_dir`` and ``unseen_store``."""
+
+    metrics_dir: str | os.PathLike  # stage evaluate: <row>-s<seed>.json, each row's flat metrics
+    per_class_dir: str | os.PathLike | None = None  # stage evaluate: <row>-s<seed>.parquet, per-class PQ
+    curves_dir: str | os.PathLike | None = None  # stage evaluate: <row>-s<seed>.parquet, seen–unseen curves
+    fidelity_dir: str | os.PathLike | None = None  # stage fidelity: the generator rows' feature-level metrics
+    diagnostics_dir: str | os.PathLike | None = None  # stage fidelity: their per-class tables (.parquet)
+    heads_dir: str | os.PathLike | None = None  # stage retrain_classifier: <row>-s<seed>.pt
+    synthetic_dir: str | os.PathLike | None = None  # stage synthesize: <row>-s<seed> stores
+    seen_store: str | os.PathLike | None = None  # the seen training images' query features
+    unseen_store: str | os.PathLike | None = None  # real unseen query features (the t-SNE's stars)
+    val_store: str | os.PathLike | None = None  # validation query features with masks
+    val_json: str | os.PathLike | None = None  # validation ground truth (panoptic JSON, PNGs beside it)
+    val_images: str | os.PathLike | None = None  # validation images
+    split_all_json: str | os.PathLike | None = None  # the split's *_all.json (which classes are unseen)
+
+
+@dataclass(frozen=True)
+class ReportOutputs:
+    """The report's tables (the pictures go to :func:`make_pictures`' folder)."""
+
+    headline_json: str | os.PathLike  # metrics/zero_shot.json: the DVC metric (HEADLINE keys)
+    full_json: str | os.PathLike  # every cell, mean / std and per seed
+    markdown: str | os.PathLike  # the tables
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """The report's rows and seeds."""
+
+    rows: list[str]  # every ablation row, in the report's order (zeroseg.stage.rows)
+    seeds: list[int]  # the ablation seeds; the pictures show the first
+    generators: list[str] = ()  # the generator rows among them: they have feature-level metrics
+
+
 def row_file(metrics_dir: str | os.PathLike, stem: str, seed: int) -> Path:
     """The per-row, per-seed metrics file written by stage ``evaluate``."""
     return Path(metrics_dir) / f"{stem}-s{seed}.json"
 
 
-def collect(metrics_dir: str | os.PathLike, ablation: list[str], seeds: list[int],
-            fidelity_dir: str | os.PathLike | None = None, generators: list[str] = ()) -> dict[str, list[dict]]:
-    """row -> one metrics dict per seed, for the ``ablation`` rows in their order. Projection
-    and PADing are required (the pictures compare them); every (row, seed) file must exist. With
-    ``fidelity_dir``, the ``generators`` rows also bring their feature-level metrics."""
-    if len(set(ablation)) != len(ablation):
-        raise DataError(f"ablation rows: a row is listed twice in {ablation}")
+def collect(run: ReportInputs, ablation: Ablation) -> dict[str, list[dict]]:
+    """row -> one metrics dict per seed, for the ablation rows in their order. Projection and
+    PADing are required (the pictures compare them); every (row, seed) file must exist. With
+    ``run.fidelity_dir``, the generator rows also bring their feature-level metrics."""
+    rows, seeds = ablation.rows, ablation.seeds
+    if len(set(rows)) != len(rows):
+        raise DataError(f"ablation rows: a row is listed twice in {rows}")
     for need in PICTURED:
-        if need not in ablation:
+        if need not in rows:
             raise DataError(f"ablation rows: the report needs row '{need}' (params baselines / generators)")
     out = {}
-    for row in ablation:
-        files = [row_file(metrics_dir, row, s) for s in seeds]
-        if fidelity_dir is not None and row in generators:
-            files += [row_file(fidelity_dir, row, s) for s in seeds]
+    for row in rows:
+        files = [row_file(run.metrics_dir, row, s) for s in seeds]
+        if run.fidelity_dir is not None and row in ablation.generators:
+            files += [row_file(run.fidelity_dir, row, s) for s in seeds]
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise DataError(f"metrics of ablation row '{row}' missing: {missing}")
         runs = [read_json(f, "row metrics") for f in files[:len(seeds)]]
-        for run, f in zip(runs, files[len(seeds):]):
-            run.update(read_json(f, "fidelity metrics"))
+        for one, f in zip(runs, files[len(seeds):]):
+            one.update(read_json(f, "fidelity metrics"))
         out[row] = runs
     return out
 
@@ -183,28 +222,29 @@ def pq_bars(per_class: pd.DataFrame, title: str, path: Path, outputs: Outputs | 
     _save(fig, path, outputs)
 
 
-def tsne_picture(real_seen: np.ndarray, real_labels: np.ndarray, synth: dict[str, tuple[np.ndarray, np.ndarray]],
-                 unseen_ids: set[int], path: Path, seed: int = 0, outputs: Outputs | None = None,
-                 real_unseen: tuple[np.ndarray, np.ndarray] | None = None, names: dict[int, str] | None = None,
-                 iterations: int = 1000) -> None:
+def tsne_picture(real_seen: tuple[np.ndarray, np.ndarray], synth: dict[str, tuple[np.ndarray, np.ndarray]],
+                 unseen_ids: set[int], path: Path, cfg: ReportConfig = ReportConfig(), outputs: Outputs | None = None,
+                 real_unseen: tuple[np.ndarray, np.ndarray] | None = None, names: dict[int, str] | None = None) -> None:
     """One panel per generator: real seen (dots), real unseen (stars, the features of the images
     the split removed), synthetic seen (x), synthetic unseen (triangles); colour = class, named
-    in the legend."""
+    in the legend. Each group is (features (n, D), category ids (n,)); t-SNE seed and steps:
+    ``cfg.seed``, ``cfg.tsne_iterations``."""
     from matplotlib.lines import Line2D
     from sklearn.manifold import TSNE
 
-    ux, ul = real_unseen if real_unseen is not None else (np.zeros((0, real_seen.shape[1]), np.float32), np.zeros(0, int))
+    sx, sl = real_seen
+    ux, ul = real_unseen if real_unseen is not None else (np.zeros((0, sx.shape[1]), np.float32), np.zeros(0, int))
     fig, axes = plt.subplots(1, len(synth), figsize=(4 * len(synth) + 2, 4), squeeze=False)
-    classes = sorted(set(real_labels.tolist()) | set(ul.tolist()) | {int(c) for _, (_, l) in synth.items() for c in l})
+    classes = sorted(set(sl.tolist()) | set(ul.tolist()) | {int(c) for _, (_, l) in synth.items() for c in l})
     cmap = plt.get_cmap("tab20", max(len(classes), 1))
     colour = {c: cmap(i) for i, c in enumerate(classes)}
     for ax, (name, (fx, fl)) in zip(axes[0], synth.items()):
-        x = np.concatenate([real_seen, ux, fx])
-        emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(x) // 4),
-                   max_iter=iterations).fit_transform(x)
-        n, nu = len(real_seen), len(ux)
+        x = np.concatenate([sx, ux, fx])
+        emb = TSNE(n_components=2, init="pca", random_state=cfg.seed, perplexity=min(30, len(x) // 4),
+                   max_iter=cfg.tsne_iterations).fit_transform(x)
+        n, nu = len(sx), len(ux)
         for c in classes:
-            ax.scatter(*emb[:n][real_labels == c].T, s=6, color=colour[c], marker="o", alpha=0.6)
+            ax.scatter(*emb[:n][sl == c].T, s=6, color=colour[c], marker="o", alpha=0.6)
             ax.scatter(*emb[n:n + nu][ul == c].T, s=22, color=colour[c], marker="*", alpha=0.8)
             ax.scatter(*emb[n + nu:][fl == c].T, s=14, color=colour[c], marker="^" if c in unseen_ids else "x", alpha=0.8)
         ax.set_title(name, fontsize=9)
@@ -236,17 +276,15 @@ def overlays_picture(panels: list[list[tuple[str, np.ndarray, list[str]]]], path
     _save(fig, path, outputs)
 
 
-def write_report(metrics_dir: str | os.PathLike, ablation: list[str], seeds: list[int], out_json: str | os.PathLike,
-                 out_full_json: str | os.PathLike, out_md: str | os.PathLike, outputs: Outputs | None = None,
-                 fidelity_dir: str | os.PathLike | None = None, generators: list[str] = (),
-                 diagnostics_dir: str | os.PathLike | None = None) -> dict:
-    """The headline metrics (``out_json``: HM per task, curve area and feature-level HM,
-    mean/std), every cell with the per-seed values (``out_full_json``) and the markdown tables.
-    Returns the headline dict. ``fidelity_dir``: the generator rows' feature-level metrics;
-    ``diagnostics_dir``: their per-class tables (the first seed's go into the markdown).
+def write_report(run: ReportInputs, ablation: Ablation, out: ReportOutputs, outputs: Outputs | None = None) -> dict:
+    """The headline metrics (``out.headline_json``: HM per task, curve area and feature-level HM,
+    mean/std), every cell with the per-seed values (``out.full_json``) and the markdown tables.
+    Returns the headline dict. ``run.fidelity_dir``: the generator rows' feature-level metrics;
+    ``run.diagnostics_dir``: their per-class tables (the first seed's go into the markdown).
     ``outputs``: the stage's :class:`~zeroseg.atomic.Outputs` (committed with the pictures);
     the headline metric is written last."""
-    rows = collect(metrics_dir, ablation, seeds, fidelity_dir, generators)
+    seeds = ablation.seeds
+    rows = collect(run, ablation)
     summary = summarise(rows)
     headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE)}
     per_seed = {f"{row}.{k}.s{s}": m.get(k) for row, runs in rows.items() for s, m in zip(seeds, runs)
@@ -258,16 +296,16 @@ def write_report(metrics_dir: str | os.PathLike, ablation: list[str], seeds: lis
                  "trade-off whatever the operating point). Feature acc: a linear classifier trained on real seen + "
                  "the row's synthetic unseen features, tested on held-out real seen and on real unseen features "
                  "(per-class accuracy).\n\n" + calibration_markdown(summary))
-    if diagnostics_dir is not None:
-        tables = {row: pd.read_parquet(row_file(diagnostics_dir, row, seeds[0]).with_suffix(".parquet"))
-                  for row in ablation if row in generators}
+    if run.diagnostics_dir is not None:
+        tables = {row: pd.read_parquet(row_file(run.diagnostics_dir, row, seeds[0]).with_suffix(".parquet"))
+                  for row in ablation.rows if row in ablation.generators}
         if tables:
             text += f"\n## Unseen classes, seed {seeds[0]}\n\n" + diagnostics_markdown(tables)
-    with _target(out_md, outputs) as tmp:
+    with _target(out.markdown, outputs) as tmp:
         Path(tmp).write_text(text)
-    with _target(out_full_json, outputs) as tmp:
+    with _target(out.full_json, outputs) as tmp:
         Path(tmp).write_text(json_text({"seeds": seeds, **flat_table(summary), **per_seed}))
-    with _target(out_json, outputs) as tmp:
+    with _target(out.headline_json, outputs) as tmp:
         Path(tmp).write_text(json_text(headline))
     return headline
 
@@ -302,80 +340,86 @@ def _sample_rows(labels: np.ndarray, iou: np.ndarray, classes: list[int], per_cl
                           + [np.zeros(0, np.int64)])
 
 
-def make_pictures(cfg: ReportConfig, per_class_dir: str | os.PathLike, heads_dir: str | os.PathLike,
-                  synthetic_dir: str | os.PathLike, seen_store: str | os.PathLike, val_store: str | os.PathLike,
-                  val_json: str | os.PathLike, val_images: str | os.PathLike, split_all_json: str | os.PathLike,
-                  plots_dir: str | os.PathLike, seed: int, outputs: Outputs | None = None,
-                  unseen_store: str | os.PathLike | None = None, curves_dir: str | os.PathLike | None = None,
-                  metrics_dir: str | os.PathLike | None = None, ablation: list[str] = (),
-                  inference: InferenceConfig | None = None) -> list[Path]:
-    """t-SNE per generator (with the real unseen features of ``unseen_store``), the seen–unseen
-    curves of the ``ablation`` rows (``curves_dir``; the table's point from ``metrics_dir``),
-    per-class PQ bars (projection vs PADing), overlays (input / GT / projection / PADing), all
-    from the run of ablation seed ``seed``. ``outputs``: the stage's
-    :class:`~zeroseg.atomic.Outputs` (the pictures are committed with the metrics)."""
+#: the fields of :class:`ReportInputs` that :func:`make_pictures` reads whatever the rows
+PICTURE_INPUTS = ("per_class_dir", "heads_dir", "synthetic_dir", "seen_store", "val_store", "val_json", "val_images",
+                  "split_all_json")
+
+
+def make_pictures(cfg: ReportConfig, run: ReportInputs, ablation: Ablation, plots_dir: str | os.PathLike,
+                  outputs: Outputs | None = None, inference: InferenceConfig | None = None) -> list[Path]:
+    """t-SNE per generator (with the real unseen features of ``run.unseen_store``), the
+    seen–unseen curves of the ablation rows (``run.curves_dir``; the table's point from
+    ``run.metrics_dir``), per-class PQ bars (projection vs PADing), overlays (input / GT /
+    projection / PADing), all from the run of the first ablation seed, into ``plots_dir``.
+    ``outputs``: the stage's :class:`~zeroseg.atomic.Outputs` (the pictures are committed with
+    the metrics)."""
     from zeroseg.data.classes import unseen_from_split
     from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image
-    from zeroseg.evaluate.score import InferenceConfig, predict_store
+    from zeroseg.evaluate.inference import InferenceConfig
+    from zeroseg.evaluate.score import predict_store
     from zeroseg.evaluate.overlay import overlay
     from zeroseg.features.store import FeatureStore
     from zeroseg.head.model import load_head
 
+    missing = [name for name in PICTURE_INPUTS if getattr(run, name) is None]
+    if missing:
+        raise ConfigError(f"report pictures: no {', '.join(missing)} given (ReportInputs)")
+    seed = ablation.seeds[0]
     plots = Path(plots_dir)
     plots.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
-    unseen = unseen_from_split(split_all_json)
-    categories = load_panoptic(split_all_json).categories
+    unseen = unseen_from_split(run.split_all_json)
+    categories = load_panoptic(run.split_all_json).categories
     written = []
     # Fig. 5: t-SNE
-    st = FeatureStore(seen_store)
+    st = FeatureStore(run.seen_store)
     lab, iou = st.labels, st.column("mask_iou")
     rows = _sample_rows(lab, iou, sorted(set(np.unique(lab[lab >= 0]).tolist())), cfg.tsne_per_class, rng)
     real_unseen = None
-    if unseen_store is not None:
-        su = FeatureStore(unseen_store)
+    if run.unseen_store is not None:
+        su = FeatureStore(run.unseen_store)
         ulab, uiou = su.labels, su.column("mask_iou")
         urows = _sample_rows(ulab, uiou, sorted(unseen), cfg.tsne_per_class, rng)
         real_unseen = (su.features(urows), ulab[urows])
     synth = {}
-    for row in ablation:
-        p = Path(synthetic_dir) / f"{row}-s{seed}"
+    for row in ablation.rows:
+        p = Path(run.synthetic_dir) / f"{row}-s{seed}"
         if p.exists():
             s = FeatureStore(p)
             keep = np.concatenate([np.flatnonzero(s.labels == c)[: cfg.tsne_per_class] for c in np.unique(s.labels)])
             synth[row] = (s.features(keep), s.labels[keep])
-    tsne_picture(st.features(rows), lab[rows], synth, unseen, plots / "tsne.png", cfg.seed, outputs, real_unseen,
-                 {c: cat.name for c, cat in categories.items()}, cfg.tsne_iterations)
+    tsne_picture((st.features(rows), lab[rows]), synth, unseen, plots / "tsne.png", cfg, outputs, real_unseen,
+                 {c: cat.name for c, cat in categories.items()})
     written.append(plots / "tsne.png")
-    if curves_dir is not None:
+    if run.curves_dir is not None:
         curves, marks = {}, {}
-        for row in ablation:
-            curves[row] = pd.read_parquet(row_file(curves_dir, row, seed).with_suffix(".parquet"))
-            if metrics_dir is not None:
-                m = read_json(row_file(metrics_dir, row, seed), "row metrics")
-                marks[row] = (m.get("pq_seen") or 0.0, m.get("pq_unseen") or 0.0)
+        for row in ablation.rows:
+            curves[row] = pd.read_parquet(row_file(run.curves_dir, row, seed).with_suffix(".parquet"))
+            m = read_json(row_file(run.metrics_dir, row, seed), "row metrics")
+            marks[row] = (m.get("pq_seen") or 0.0, m.get("pq_unseen") or 0.0)
         curves_picture(curves, marks, plots / "seen_unseen_curves.png", outputs)
         written.append(plots / "seen_unseen_curves.png")
     # per-class PQ bars
     for row in PICTURED:
-        pq_bars(pd.read_parquet(Path(per_class_dir) / f"{row}-s{seed}.parquet"), row, plots / f"per_class_pq_{row}.png",
-                outputs)
+        pq_bars(pd.read_parquet(Path(run.per_class_dir) / f"{row}-s{seed}.parquet"), row,
+                plots / f"per_class_pq_{row}.png", outputs)
         written.append(plots / f"per_class_pq_{row}.png")
     # Fig. 6: overlays on validation images that contain an unseen class
-    gt = load_panoptic(val_json)
+    gt = load_panoptic(run.val_json)
     names = {c: cat.name for c, cat in gt.categories.items()}
     with_unseen = [i for i, a in gt.annotations.items() if any(s["category_id"] in unseen for s in a["segments_info"])]
     pick = set(sorted(with_unseen)[: cfg.overlays])
     preds = {}
     for row in PICTURED:
-        head = load_head(Path(heads_dir) / f"{row}-s{seed}.pt")
+        head = load_head(Path(run.heads_dir) / f"{row}-s{seed}.pt")
         preds[row] = {i: (p.panoptic_ids, p.panoptic_segments) for i, p in
-                      predict_store(FeatureStore(val_store), head, inference or InferenceConfig(), pick, unseen)}
+                      predict_store(FeatureStore(run.val_store), head, inference or InferenceConfig(), pick, unseen)}
     panels = []
     for i in sorted(pick):
-        rgb = read_image(val_images, gt.images[i])
+        rgb = read_image(run.val_images, gt.images[i])
         ann = gt.annotations[i]
-        row = [("input", rgb, []), ("ground truth", overlay(rgb, read_id_png(Path(val_json).with_suffix(""), ann), ann["segments_info"], names, unseen),
+        gt_ids = read_id_png(Path(run.val_json).with_suffix(""), ann)
+        row = [("input", rgb, []), ("ground truth", overlay(rgb, gt_ids, ann["segments_info"], names, unseen),
                 [names[s["category_id"]] for s in ann["segments_info"]])]
         for name, pr in preds.items():
             ids, segs = pr[i]

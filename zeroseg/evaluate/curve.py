@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zeroseg.data.panoptic import load_panoptic
+from zeroseg.data.panoptic import PanopticDataset, load_panoptic
 from zeroseg.errors import DataError
-from zeroseg.evaluate.calibration import ausuc, curve_offsets, offset_logits, seen_columns
-from zeroseg.evaluate.score import gt_queries
-from zeroseg.head.model import Head
-from zeroseg.evaluate.inference import panoptic_inference
+from zeroseg.evaluate.calibration import ausuc, curve_offsets, seen_columns
+from zeroseg.evaluate.inference import InferenceConfig
+from zeroseg.evaluate.queries import gt_queries
 from zeroseg.features.store import FeatureStore
+from zeroseg.head.model import Head
 from zeroseg.metrics.panoptic import PanopticEvaluator
 
 
@@ -25,27 +25,29 @@ class CurveScorer:
     """A head's seen–unseen PQ curve, scored image by image beside the main evaluation (one pass
     over the store: :func:`zeroseg.evaluate.score.evaluate_head` hands each image's logits and
     upsampled masks to :meth:`add`). The γ grid is :func:`curve_offsets` of the head's logits
-    on every stored query (no labels)."""
+    on every stored query (no labels): ``cfg.curve_points`` quantiles, the table's γ
+    (``cfg.seen_offset``), the ``include`` values and both ends. Each γ's panoptic prediction comes
+    from the table's entry, ``cfg.predict_logits`` (panoptic rule only)."""
 
-    def __init__(self, store: FeatureStore, head: Head, gt, unseen_ids: set[int], object_threshold: float = 0.5,
-                 overlap_threshold: float = 0.8, points: int = 15, include: Iterable[float] = (0.0,)) -> None:
+    def __init__(self, store: FeatureStore, head: Head, gt: PanopticDataset, unseen_ids: set[int],
+                 cfg: InferenceConfig = InferenceConfig(), include: Iterable[float] = ()) -> None:
         self.seen = seen_columns(head.class_ids, unseen_ids)
         if not self.seen[:-1].any() or self.seen[:-1].all():
             raise DataError(f"{store.path}: the head has no {'seen' if not self.seen[:-1].any() else 'unseen'} class: "
                             "no curve")
         all_logits = torch.cat([head.logits(torch.from_numpy(f)) for f, _ in store.iter_sequential()])
-        self.grid = curve_offsets(all_logits, self.seen, points, object_threshold, include)
+        self.grid = curve_offsets(all_logits, self.seen, cfg.curve_points, cfg.object_threshold,
+                                  (cfg.seen_offset, *include))
         self.evaluators = [PanopticEvaluator(gt.categories, unseen_ids) for _ in self.grid]
-        self.head, self.thresholds = head, (object_threshold, overlap_threshold)
+        self.head, self.unseen, self.cfg = head, unseen_ids, cfg
 
     def add(self, image_id: int, gt_ids: np.ndarray, segments_info: list[dict], logits: torch.Tensor,
             mask_logits: torch.Tensor, mask_probs: torch.Tensor) -> None:
         """One image: (Q, K + 1) logits, (Q, H, W) mask logits and their sigmoid."""
         for gamma, ev in zip(self.grid, self.evaluators):
-            probs = offset_logits(logits, self.seen, gamma).softmax(-1)
-            ids, segs = panoptic_inference(probs, mask_logits, self.head.class_ids, self.head.isthing,
-                                           *self.thresholds, mask_probs)
-            ev.add(image_id, gt_ids, segments_info, ids.astype(np.uint32), segs)
+            pred = self.cfg.predict_logits(self.head, logits, mask_logits, self.unseen, mask_probs, offset=gamma,
+                                           also=())
+            ev.add(image_id, gt_ids, segments_info, pred.panoptic_ids.astype(np.uint32), pred.panoptic_segments)
 
     def frame(self) -> pd.DataFrame:
         """One row per γ: ``offset, pq_seen, pq_unseen, pq_hm``."""
@@ -58,12 +60,12 @@ class CurveScorer:
 
 
 def seen_unseen_curve(store: FeatureStore, head: Head, gt_json: str | os.PathLike, gt_dir: str | os.PathLike,
-                      unseen_ids: set[int], object_threshold: float = 0.5, overlap_threshold: float = 0.8,
-                      points: int = 15, include: Iterable[float] = (0.0,)) -> pd.DataFrame:
+                      unseen_ids: set[int], cfg: InferenceConfig = InferenceConfig(), include: Iterable[float] = ()
+                      ) -> pd.DataFrame:
     """The head's seen–unseen PQ curve alone (panoptic rule only): one row per γ of
-    :func:`curve_offsets` with ``offset, pq_seen, pq_unseen, pq_hm``."""
+    :func:`curve_offsets` (see :class:`CurveScorer`) with ``offset, pq_seen, pq_unseen, pq_hm``."""
     gt = load_panoptic(gt_json)
-    scorer = CurveScorer(store, head, gt, unseen_ids, object_threshold, overlap_threshold, points, include)
+    scorer = CurveScorer(store, head, gt, unseen_ids, cfg, include)
     for image_id, g, ann, feats, mask_logits in gt_queries(store, gt, gt_json, gt_dir):
         scorer.add(image_id, g, ann["segments_info"], head.logits(feats), mask_logits, mask_logits.sigmoid())
     return scorer.frame()

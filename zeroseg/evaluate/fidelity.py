@@ -51,17 +51,18 @@ def _check(x: np.ndarray, y: np.ndarray, what: str, dim: int | None = None) -> N
         raise DataError(f"{what}: non-finite feature values")
 
 
-def feature_gzsl(train_x: np.ndarray, train_y: np.ndarray, test_seen_x: np.ndarray, test_seen_y: np.ndarray,
-                 test_unseen_x: np.ndarray, test_unseen_y: np.ndarray, seen_ids, unseen_ids, seed: int = 0) -> dict:
+def feature_gzsl(train: tuple[np.ndarray, np.ndarray], test_seen: tuple[np.ndarray, np.ndarray],
+                 test_unseen: tuple[np.ndarray, np.ndarray], seen_ids, unseen_ids, seed: int = 0) -> dict:
     """Generalised zero-shot accuracy of a multinomial logistic regression on features.
 
-    train_x (n, D), train_y (n,) category ids (real seen + synthetic unseen); test_*_x (m, D),
-    test_*_y (m,). Features are standardised with the training mean/std; the classifier
+    Each set is (x, y): train x (n, D), y (n,) category ids (real seen + synthetic unseen);
+    test_seen and test_unseen x (m, D), y (m,). Features are standardised with the training mean/std; the classifier
     predicts over every class of the training set. Returns ``{"seen", "unseen", "hm",
     "per_class": {category id: {"acc", "n"}}}`` where seen/unseen average the per-class
     accuracies of the classes present in each test set and hm is their harmonic mean."""
     from sklearn.linear_model import LogisticRegression  # slow import (~1 s): only when used
 
+    (train_x, train_y), (test_seen_x, test_seen_y), (test_unseen_x, test_unseen_y) = train, test_seen, test_unseen
     train_x, test_seen_x, test_unseen_x = (np.asarray(a, np.float64) for a in (train_x, test_seen_x, test_unseen_x))
     train_y, test_seen_y, test_unseen_y = (np.asarray(a, np.int64) for a in (train_y, test_seen_y, test_unseen_y))
     seen, unseen = {int(c) for c in seen_ids}, {int(c) for c in unseen_ids}
@@ -194,7 +195,7 @@ def generator_fidelity(cfg: FidelityConfig, seen_store: str | os.PathLike, unsee
     if missing:
         raise DataError(f"{synth.path}: no synthetic features of the unseen classes {missing}")
     s_x, s_y = synth.features(s_rows), synth.labels[s_rows]
-    res = feature_gzsl(np.concatenate([tr_x, s_x]), np.concatenate([tr_y, s_y]), te_x, te_y, u_x, u_y,
+    res = feature_gzsl((np.concatenate([tr_x, s_x]), np.concatenate([tr_y, s_y])), (te_x, te_y), (u_x, u_y),
                        seen_ids, unseen_ids, cfg.seed)
     seen_present = [c for c in seen_ids if (tr_y == c).any()]
     seen_means = np.stack([tr_x[tr_y == c].mean(0) for c in seen_present])

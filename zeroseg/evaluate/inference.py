@@ -18,15 +18,28 @@ first, its instance rule keeps the top Q pairs (not 100) with no thing filter, a
 panoptic rule paints the argmax region without the ``mask prob >= 0.5`` condition. The
 formulas below follow Mask2Former's ``maskformer_model.py``; tests check them against
 direct computations on hand-made cases.
+
+:class:`InferenceConfig` (params section ``inference``) holds their thresholds and the seen
+offset γ; :meth:`InferenceConfig.predict_logits` is the one entry from a head's logits to the
+rules' outputs, for the table, the seen–unseen curve and ``zeroseg predict``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from zeroseg.errors import ConfigError
+from zeroseg.evaluate.calibration import offset_logits, seen_columns
+from zeroseg.head.model import Head
+
+#: the rules :meth:`InferenceConfig.predict_logits` runs beside the panoptic one by default
+OTHER_RULES = ("instance", "semantic")
 
 
 def upsample_masks(mask_logits: torch.Tensor, padded: int, valid: tuple[int, int], orig: tuple[int, int]) -> torch.Tensor:
@@ -156,13 +169,47 @@ class UniversalPrediction:
     semantic: np.ndarray | None = None  # (H, W) category ids, 0 = no prediction
 
 
-def universal_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, class_ids: list[int],
-                        isthing: list[bool], object_threshold: float = 0.5, overlap_threshold: float = 0.8,
-                        topk: int = 100, mask_probs: torch.Tensor | None = None) -> UniversalPrediction:
-    """All three rules on the same (Q, K + 1) probabilities and (Q, H, W) mask logits (and their
-    sigmoid ``mask_probs``, computed here when not given)."""
-    mask_probs = mask_logits.sigmoid() if mask_probs is None else mask_probs
-    ids, segs = panoptic_inference(class_probs, mask_logits, class_ids, isthing, object_threshold, overlap_threshold,
-                                   mask_probs)
-    return UniversalPrediction(ids, segs, instance_inference(class_probs, mask_logits, class_ids, isthing, topk, mask_probs),
-                               semantic_inference(class_probs, mask_logits, class_ids, mask_probs))
+@dataclass(frozen=True)
+class InferenceConfig:
+    """params.yaml section ``inference``: Mask2Former's post-processing."""
+
+    object_threshold: float = 0.5  # panoptic: keep a query when its best class probability exceeds this
+    overlap_threshold: float = 0.8  # panoptic: drop a segment when less than this share of its mask survives
+    instance_topk: int = 100  # instance: (query, class) pairs kept per image (Mask2Former's test_topk_per_image)
+    seen_offset: float = 0.0  # γ: lowered seen-class logits (< 0: unseen ones), see zeroseg.evaluate.calibration
+    curve_points: int = 15  # γ values of each head's seen–unseen curve (quantiles of the flip offsets) + ends
+
+    def __post_init__(self) -> None:
+        if self.instance_topk < 1:
+            raise ConfigError(f"inference.instance_topk: at least 1, got {self.instance_topk}")
+        if not math.isfinite(self.seen_offset):
+            raise ConfigError(f"inference.seen_offset: a finite number, got {self.seen_offset}")
+        if self.curve_points < 0:
+            raise ConfigError(f"inference.curve_points: 0 or more, got {self.curve_points}")
+
+    def predict(self, head: Head, feats: torch.Tensor, mask_logits: torch.Tensor,
+                unseen_ids: Collection[int] = frozenset()) -> UniversalPrediction:
+        """(Q, D) query features, (Q, H, W) mask logits -> the three rules' outputs; the seen
+        offset applies to heads with both seen and unseen outputs (``unseen_ids``)."""
+        return self.predict_logits(head, head.logits(feats), mask_logits, unseen_ids)
+
+    def predict_logits(self, head: Head, logits: torch.Tensor, mask_logits: torch.Tensor,
+                       unseen_ids: Collection[int] = frozenset(), mask_probs: torch.Tensor | None = None, *,
+                       offset: float | None = None, also: Collection[str] = OTHER_RULES) -> UniversalPrediction:
+        """:meth:`predict` from the head's (Q, K + 1) logits (and the masks' sigmoid, if computed):
+        the logits calibrated by ``offset`` (default: ``seen_offset``; ±inf drops one side), their
+        softmax, the panoptic rule and the rules of ``also`` (``instance``, ``semantic``) on it."""
+        unknown = set(also) - set(OTHER_RULES)
+        if unknown:
+            raise ValueError(f"also: rules among {OTHER_RULES}, got {sorted(unknown)}")
+        gamma = self.seen_offset if offset is None else offset
+        probs = offset_logits(logits, seen_columns(head.class_ids, unseen_ids), gamma).softmax(-1)
+        mask_probs = mask_logits.sigmoid() if mask_probs is None else mask_probs
+        ids, segs = panoptic_inference(probs, mask_logits, head.class_ids, head.isthing, self.object_threshold,
+                                       self.overlap_threshold, mask_probs)
+        instances = None
+        if "instance" in also:
+            instances = instance_inference(probs, mask_logits, head.class_ids, head.isthing, self.instance_topk,
+                                           mask_probs)
+        semantic = semantic_inference(probs, mask_logits, head.class_ids, mask_probs) if "semantic" in also else None
+        return UniversalPrediction(ids, segs, instances, semantic)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from zeroseg.errors import ConfigError
 from zeroseg.features.store import NO_OBJECT, VIEW_STRIDE, ShardWriter, finalize_store
-from zeroseg.segmenter.data import PanopticSegments, collate
+from zeroseg.segmenter.data import Augment, PanopticSegments, collate
 from zeroseg.segmenter.distributed import setup_distributed, teardown
 from zeroseg.segmenter.matcher import MatchWeights, hungarian, mask_iou, match_cost
 from zeroseg.segmenter.model import AMP_DTYPES, autocast, model_from_checkpoint, query_features
@@ -108,8 +108,8 @@ def _dump(checkpoint, annotation_json, image_dir, out, cfg, png_dir, keep_masks,
                           "(validation) is dumped once, unaugmented")
     passes = [PanopticSegments(annotation_json, image_dir, classes, seg_cfg.image_size, png_dir, strict=False)]
     for k in range(1, cfg.augment_passes + 1):  # the segmenter's training augmentation, a fresh draw per pass
-        view = PanopticSegments(annotation_json, image_dir, classes, seg_cfg.image_size, png_dir, strict=False,
-                                train=True, scale_range=seg_cfg.scale_range, flip=seg_cfg.flip, seed=seg_cfg.seed)
+        view = PanopticSegments(annotation_json, image_dir, classes, seg_cfg.image_size, png_dir,
+                                Augment(seg_cfg.scale_range, seg_cfg.flip, seg_cfg.seed), strict=False)
         view.epoch = 1_000_000 + k  # augmentation draws of their own, not the training epochs'
         passes.append(view)
     Q, h = model.config.num_queries, seg_cfg.image_size // 4

@@ -11,23 +11,16 @@ import torch
 
 from zeroseg.config import from_dict
 from zeroseg.embed.space import ClassSpace
-from zeroseg.errors import ConfigError, DataError
+from zeroseg.errors import DataError
+from zeroseg.generator.architectures import ARCHITECTURES
 from zeroseg.generator.config import GeneratorConfig
-from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator
 from zeroseg.head.model import JointHead
 
 
 def build_generator(cfg: GeneratorConfig, sem_dim: int, feat_dim: int) -> torch.nn.Module:
-    """The generator of a resolved config: (B, sem_dim) -> (B, feat_dim)."""
-    if cfg.arch == "gmmn":
-        return GMMNGenerator(sem_dim, feat_dim, hidden=cfg.ffn, noise_dim=sem_dim, noise_std=cfg.noise,
-                             dropout=cfg.dropout)
-    width = cfg.dim or feat_dim
-    if cfg.architecture == "official" and width != feat_dim:
-        raise ConfigError(f"generator.dim {cfg.dim}: the official architecture has no output Linear, so the "
-                          f"primitive width must be the feature dimension {feat_dim} (dim: 0)")
-    return PrimitiveGenerator(sem_dim, width, cfg.num_primitives, cfg.layers, cfg.heads, cfg.ffn, cfg.dropout,
-                              cfg.noise, cfg.architecture, out_dim=feat_dim)
+    """The generator of a resolved config, (B, sem_dim) -> (B, feat_dim): the ``generator.arch``
+    entry of :data:`~zeroseg.generator.architectures.ARCHITECTURES`."""
+    return ARCHITECTURES[cfg.arch].build(cfg, sem_dim, feat_dim)
 
 
 def _load(path: str | os.PathLike) -> dict:
@@ -46,7 +39,10 @@ def _load(path: str | os.PathLike) -> dict:
 def load_generator(path: str | os.PathLike) -> tuple[torch.nn.Module, GeneratorConfig, ClassSpace]:
     """A saved generator (``torch.load(weights_only=True)``), its resolved config and class space."""
     ck = _load(path)
-    cfg = from_dict(GeneratorConfig, ck["config"])
+    config = dict(ck["config"])
+    if "architecture" in config:  # written before the key was renamed primitive_layout
+        config["primitive_layout"] = config.pop("architecture")
+    cfg = from_dict(GeneratorConfig, config, f"{path}: config")
     space = ClassSpace(ck["seen_ids"], ck["unseen_ids"], ck["emb"])
     gen = build_generator(cfg, space.emb.shape[1], ck["feat_dim"])
     gen.load_state_dict(ck["generator"])

@@ -3,11 +3,13 @@
 Each component where the official PADing code differs from the paper's text (and from
 zeroseg's first implementation, which followed the paper) is its own key; a key set to
 ``recipe`` takes the value of the section's ``recipe`` (docs/parity.md gives each difference
-with the official file and function):
+with the official file and function). ``arch`` names the generator itself, an entry of
+:data:`zeroseg.generator.architectures.ARCHITECTURES`; ``primitive_layout`` is the structure of
+the primitive generator's layers:
 
 | key | ``zeroseg`` (the paper's text) | ``official`` (heshuting555/PADing) |
 |---|---|---|
-| architecture | ``paper``: self-attention over the primitives, ω_1 | ``official``: no primitive update, no ω_1 |
+| primitive_layout | ``paper``: self-attention over the primitives, ω_1 | ``official``: no primitive update, no ω_1 |
 | mmd | ``paper``: per-class MMD², exp(−d²/2σ²) | ``official``: √ of the pooled MMD², exp(−d²/2σ) |
 | sigmas | 2, 5, 10, 20, 40, 60 | 2, 5, 10, 20, 40, 80 |
 | structure | ``paper``: L_R, L_U, L_rec, L_A as the paper writes them, on real + fake seen | ``official``: on fake seen + fake unseen (official_structure.py) |
@@ -26,17 +28,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from zeroseg.errors import ConfigError
+from zeroseg.generator.architectures import ARCHITECTURES
 
 RECIPE = "recipe"
 RECIPES: dict[str, dict] = {
-    "zeroseg": dict(architecture="paper", mmd="paper", sigmas=(2.0, 5.0, 10.0, 20.0, 40.0, 60.0), structure="paper",
+    "zeroseg": dict(primitive_layout="paper", mmd="paper", sigmas=(2.0, 5.0, 10.0, 20.0, 40.0, 60.0), structure="paper",
                     optimizer="paper", lr=2e-4, lr_schedule="constant", batch="classes", min_iou=0.5, unseen_per_class=8, schedule="after",
                     cls_weight=0.0),
-    "official": dict(architecture="official", mmd="official", sigmas=(2.0, 5.0, 10.0, 20.0, 40.0, 80.0),
+    "official": dict(primitive_layout="official", mmd="official", sigmas=(2.0, 5.0, 10.0, 20.0, 40.0, 80.0),
                      structure="official", optimizer="official", lr=5e-4, lr_schedule="steps", batch="images", min_iou=0.0,
                      unseen_per_class=1, schedule="joint", cls_weight=0.001),
 }
-CHOICES = {"architecture": ("paper", "official"), "mmd": ("paper", "official"), "structure": ("paper", "official"),
+CHOICES = {"primitive_layout": ("paper", "official"), "mmd": ("paper", "official"), "structure": ("paper", "official"),
            "optimizer": ("paper", "official"), "lr_schedule": ("constant", "steps", "poly"),
            "batch": ("classes", "images"), "schedule": ("after", "joint")}
 LR_STEPS = (0.7, 0.925)  # lr_schedule steps: panoptic PADing.yaml STEPS (14000, 18500) of MAX_ITER 20000, GAMMA 0.1
@@ -47,7 +50,7 @@ POLY_POWER = 0.9  # lr_schedule poly: semantic PADing (WarmupPolyLR, deeplab's d
 class GeneratorConfig:
     """params.yaml section ``generator`` (the ablation rows override some keys)."""
 
-    arch: str = "primitive"  # primitive | gmmn
+    arch: str = "primitive"  # an entry of ARCHITECTURES: primitive (PADing) | gmmn
     recipe: str = "zeroseg"  # zeroseg | official: the value of every key below left at "recipe"
     num_primitives: int = 400
     layers: int = 3
@@ -67,7 +70,7 @@ class GeneratorConfig:
     checkpoint_every: int = 0  # save <out>.last every this many steps to resume an interrupted run (0: never)
     seed: int = 0
     # the components the two recipes set (RECIPES)
-    architecture: str = RECIPE
+    primitive_layout: str = RECIPE
     mmd: str = RECIPE
     sigmas: tuple[float, ...] | str = RECIPE
     structure: str = RECIPE
@@ -83,8 +86,8 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if self.checkpoint_every < 0:
             raise ConfigError(f"generator.checkpoint_every: 0 (never) or a number of steps, got {self.checkpoint_every}")
-        if self.arch not in ("primitive", "gmmn"):
-            raise ConfigError(f"generator.arch: primitive or gmmn, got {self.arch!r}")
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"generator.arch: one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.recipe not in RECIPES:
             raise ConfigError(f"generator.recipe: one of {', '.join(RECIPES)}, got {self.recipe!r}")
         for key in RECIPES["zeroseg"]:
@@ -96,9 +99,10 @@ class GeneratorConfig:
     def resolved(self) -> "GeneratorConfig":
         """The config with every ``recipe`` key replaced by the recipe's value, checked."""
         cfg = replace(self, **{k: v for k, v in RECIPES[self.recipe].items() if getattr(self, k) == RECIPE})
-        if cfg.structure == "official" and cfg.arch == "gmmn" and (cfg.align or cfg.disentangle):
-            raise ConfigError("generator.structure official: its class side is the primitive generator's learned "
-                              "projection fc_projection; the gmmn generator has none (use structure: paper)")
+        if cfg.structure == "official" and not ARCHITECTURES[cfg.arch].projection and (cfg.align or cfg.disentangle):
+            raise ConfigError("generator.structure official: its class side is the generator's learned projection "
+                              f"(the primitive generator's fc_projection); the {cfg.arch} generator has none "
+                              "(use structure: paper)")
         if cfg.cls_weight and cfg.schedule != "joint":
             raise ConfigError(f"generator.cls_weight {cfg.cls_weight}: the CE through the new classifier needs the "
                               "head trained jointly (schedule: joint)")

@@ -3,7 +3,7 @@
 GMMN (ZS3Net): an MLP over [a_c; z].
 Primitive generator (PADing): N learnable primitives P (N, d) and a projected semantic query
 q = Linear(a_c) (the official code's ``fc_projection``), L layers, a final LayerNorm. Two
-layouts (``generator.architecture``):
+layouts (``generator.primitive_layout``):
 
 - ``paper``: each layer self-attends over the primitives (the relationship graph the paper
   describes), then the query cross-attends to them (Q = q, K = ω_K(P), V = ω_V(P)); Gaussian
@@ -14,14 +14,32 @@ layouts (``generator.architecture``):
   cross-attends to the raw primitives, which are never updated; the noise is added after the
   residual dropout, before the norm; no output Linear (the fake feature is the LayerNorm
   output); primitives start at N(0, 1) (``nn.Embedding``).
+
+The params section builds them through :mod:`zeroseg.generator.architectures` (``generator.arch``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
-ARCHITECTURES = ("paper", "official")
+LAYOUTS = ("paper", "official")
+
+
+@dataclass(frozen=True)
+class PrimitiveSpec:
+    """The primitive generator's sizes and layout (params ``generator``: num_primitives, layers,
+    heads, ffn, dropout, noise, primitive_layout)."""
+
+    num_primitives: int = 400
+    layers: int = 3
+    heads: int = 4
+    ffn: int = 1024
+    dropout: float = 0.1
+    noise_std: float = 1.0
+    layout: str = "paper"  # one of LAYOUTS
 
 
 class GMMNGenerator(nn.Module):
@@ -44,17 +62,18 @@ class PrimitiveLayer(nn.Module):
     queries attend the same primitives independently, so they go through one attention call as
     a length-B query sequence (keys and values are projected once, not once per query)."""
 
-    def __init__(self, dim: int, heads: int, ffn: int, dropout: float, noise_std: float, layout: str) -> None:
+    def __init__(self, dim: int, spec: PrimitiveSpec) -> None:
         super().__init__()
-        self.layout = layout
-        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.layout = spec.layout
+        self.self_attn = nn.MultiheadAttention(dim, spec.heads, dropout=spec.dropout, batch_first=True)
         self.norm_s = nn.LayerNorm(dim)
-        self.cross = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.cross = nn.MultiheadAttention(dim, spec.heads, dropout=spec.dropout, batch_first=True)
         self.norm_q = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.ffn = nn.Sequential(nn.Linear(dim, spec.ffn), nn.ReLU(), nn.Dropout(spec.dropout),
+                                 nn.Linear(spec.ffn, dim))
         self.norm_f = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
-        self.noise_std = noise_std
+        self.drop = nn.Dropout(spec.dropout)
+        self.noise_std = spec.noise_std
 
     def forward(self, prims: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """prims (N, d), q (B, d) -> primitives for the next layer (N, d), queries (B, d)."""
@@ -76,24 +95,23 @@ class PrimitiveLayer(nn.Module):
 
 
 class PrimitiveGenerator(nn.Module):
-    """(B, E) semantic -> (B, D) features through ``num_primitives`` learnable primitives."""
+    """(B, E) semantic -> (B, D) features through ``spec.num_primitives`` learnable primitives of
+    width ``feat_dim`` (the paper layout maps them to ``out_dim`` with ω_1; default ``feat_dim``)."""
 
-    def __init__(self, sem_dim: int, feat_dim: int, num_primitives: int = 400, layers: int = 3, heads: int = 4,
-                 ffn: int = 1024, dropout: float = 0.1, noise_std: float = 1.0, layout: str = "paper",
+    def __init__(self, sem_dim: int, feat_dim: int, spec: PrimitiveSpec = PrimitiveSpec(),
                  out_dim: int | None = None) -> None:
         super().__init__()
-        if layout not in ARCHITECTURES:
-            raise ValueError(f"layout: one of {ARCHITECTURES}, got {layout!r}")
-        scale = 0.02 if layout == "paper" else 1.0
-        self.primitives = nn.Parameter(torch.randn(num_primitives, feat_dim) * scale)
+        if spec.layout not in LAYOUTS:
+            raise ValueError(f"layout: one of {LAYOUTS}, got {spec.layout!r}")
+        scale = 0.02 if spec.layout == "paper" else 1.0
+        self.primitives = nn.Parameter(torch.randn(spec.num_primitives, feat_dim) * scale)
         self.query = nn.Linear(sem_dim, feat_dim)
-        self.layers = nn.ModuleList(PrimitiveLayer(feat_dim, heads, ffn, dropout, noise_std, layout)
-                                    for _ in range(layers))
+        self.layers = nn.ModuleList(PrimitiveLayer(feat_dim, spec) for _ in range(spec.layers))
         self.norm = nn.LayerNorm(feat_dim)
         out_dim = out_dim or feat_dim
-        if layout == "official" and out_dim != feat_dim:
+        if spec.layout == "official" and out_dim != feat_dim:
             raise ValueError("the official layout has no output Linear: the primitive width must be the feature dim")
-        self.out = nn.Linear(feat_dim, out_dim) if layout == "paper" else nn.Identity()
+        self.out = nn.Linear(feat_dim, out_dim) if spec.layout == "paper" else nn.Identity()
 
     def project(self, sem: torch.Tensor) -> torch.Tensor:
         """(B, E) -> (B, d): the semantic query (the official code's ``fc_projection``)."""

@@ -1,1 +1,1 @@
-"""The class head: its type and checkpoints, its retraining (the official PADing batch), the projection baseline."""
+"""The class head: its type and checkpoints, its retraining (the official PADing batch), the baselines."""

@@ -1,6 +1,6 @@
 """Classifier retraining: the official batch, its SGD step and the retraining loop (used by stage
 ``retrain_classifier`` through ``zeroseg.head.retrain``, by the joint schedule and by ``zeroseg
-predict``; the projection baseline is ``zeroseg.head.projection``).
+predict``; the baseline rows are ``zeroseg.head.baselines``).
 
 The new head is linear over N_s + N_u + 1 outputs (seen, unseen, no-object), initialised
 from the segmenter's seen head. Every step sees the official PADing batch composition

@@ -56,17 +56,26 @@ class Sample:
     orig_size: tuple[int, int]  # (H, W) of the original image
 
 
+@dataclass(frozen=True)
+class Augment:
+    """The training augmentation of :class:`PanopticSegments`: a random scale in ``scale_range``
+    of the fitted size, a random crop (or pad) to the canvas, a horizontal flip with probability
+    1/2 when ``flip``; draws seeded by (``seed``, epoch, sample index)."""
+
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    flip: bool = False
+    seed: int = 0
+
+
 class PanopticSegments(torch.utils.data.Dataset):
     """Images + non-crowd segment masks of a COCO panoptic JSON.
 
-    ``train=True`` applies random scale (``scale_range`` of the fitted size), crop/pad to
-    ``size`` and horizontal flip; otherwise the image is resized so its longer side is
-    ``size`` and padded bottom/right.
+    With ``augment`` (training) each image goes through :class:`Augment` to a ``size`` canvas;
+    without, the image is resized so its longer side is ``size`` and padded bottom/right.
     """
 
     def __init__(self, annotation_json: str | os.PathLike, image_dir: str | os.PathLike, classes: list[dict],
-                 size: int, png_dir: str | os.PathLike | None = None, train: bool = False,
-                 scale_range: tuple[float, float] = (1.0, 1.0), flip: bool = False, seed: int = 0,
+                 size: int, png_dir: str | os.PathLike | None = None, augment: Augment | None = None,
                  strict: bool = True, image_ids: list[int] | None = None) -> None:
         self.ds = load_panoptic(annotation_json)
         self.image_dir = Path(image_dir)
@@ -74,7 +83,8 @@ class PanopticSegments(torch.utils.data.Dataset):
         self.index = {c["id"]: i for i, c in enumerate(classes)}
         self.ids = [i for i in self.ds.images if i in self.ds.annotations] if image_ids is None else list(image_ids)
         self.strict = strict
-        self.size, self.train, self.scale_range, self.flip, self.seed = size, train, scale_range, flip, seed
+        self.size, self.train, aug = size, augment is not None, augment or Augment()
+        self.scale_range, self.flip, self.seed = aug.scale_range, aug.flip, aug.seed
         self.epoch = 0
 
     def __len__(self) -> int:

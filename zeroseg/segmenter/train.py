@@ -24,7 +24,7 @@ from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.errors import ConfigError, DataError
 from zeroseg.resume import UNREADABLE_HINT, changed_keys, kill_point, rng_state, set_rng_state, start_afresh
-from zeroseg.segmenter.data import PanopticSegments, collate, seen_classes
+from zeroseg.segmenter.data import Augment, PanopticSegments, collate, seen_classes
 from zeroseg.segmenter.distributed import all_reduce_mean, global_num_masks, setup_distributed, teardown
 from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model, load_checkpoint, save_checkpoint
 
@@ -117,8 +117,8 @@ def _train(cfg, seen_json, image_dir, out_dir, png_dir, live_dir, ctx, show_prog
         raise ConfigError(f"segmenter.batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} processes")
     torch.manual_seed(cfg.seed)
     classes = seen_classes(load_panoptic(seen_json))
-    data = PanopticSegments(seen_json, image_dir, classes, cfg.image_size, png_dir, train=True,
-                            scale_range=cfg.scale_range, flip=cfg.flip, seed=cfg.seed)
+    data = PanopticSegments(seen_json, image_dir, classes, cfg.image_size, png_dir,
+                            Augment(cfg.scale_range, cfg.flip, cfg.seed))
     if len(data) == 0:
         raise ConfigError(f"{seen_json}: no training images")
     model = build_model(cfg, len(classes)).to(ctx.device)

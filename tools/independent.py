@@ -4,7 +4,7 @@ from their formulas, pycocotools' COCOeval called directly, detectron2's mIoU fr
 confusion matrix. It shares no code with ``zeroseg.evaluate.inference`` or ``zeroseg.metrics``;
 tests and the closing-note check compare zeroseg's numbers with it.
 
-    python -m tests.independent HEAD VAL_STORE GT_JSON GT_DIR SPLIT_ALL_JSON   # prints both, per key
+    python -m tools.independent HEAD VAL_STORE GT_JSON GT_DIR SPLIT_ALL_JSON   # prints both, per key
 """
 
 from __future__ import annotations
