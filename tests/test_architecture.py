@@ -28,7 +28,7 @@ LAYERS = (
     ("zeroseg.metrics",),  # PQ, mAP, mIoU
     ("zeroseg.segmenter",), ("zeroseg.features",), ("zeroseg.embed",), ("zeroseg.head",), ("zeroseg.generator",),
     ("zeroseg.evaluate",),  # a head scored on stored queries, curves, fidelity, drawings
-    ("zeroseg.report", "zeroseg.predict", "zeroseg.cli", "zeroseg.stage"),  # entry points
+    ("zeroseg.report", "zeroseg.predict", "zeroseg.experiments", "zeroseg.cli", "zeroseg.stage"),  # entry points
 )
 
 
