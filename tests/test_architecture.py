@@ -33,7 +33,7 @@ LAYERS = (
     ("zeroseg.testing",),  # made-up inputs for tests and smoke runs: COCO fixtures, perturbed predictions
     ("zeroseg.segmenter",), ("zeroseg.features",), ("zeroseg.embed",), ("zeroseg.head",), ("zeroseg.generator",),
     ("zeroseg.evaluate",),  # a head scored on stored queries, curves, fidelity, drawings
-    ("zeroseg.report", "zeroseg.predict", "zeroseg.cli", "zeroseg.stage"),  # entry points
+    ("zeroseg.report", "zeroseg.predict", "zeroseg.experiments", "zeroseg.cli", "zeroseg.stage"),  # entry points
 )
 
 

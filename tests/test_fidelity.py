@@ -149,7 +149,7 @@ def _head():
 
 def test_generator_fidelity_end_to_end(tmp_path):
     seen, unseen, synth = _stores(tmp_path)
-    flat, table = generator_fidelity(FidelityConfig(), seen, unseen, synth, head=_head(), names=NAMES)
+    flat, table = generator_fidelity(FidelityConfig(holdout=0.2), seen, unseen, synth, head=_head(), names=NAMES)
     assert set(flat) == {"feat_acc_seen", "feat_acc_unseen", "feat_acc_hm", "mmd_unseen"}
     assert flat["feat_acc_seen"] == 1.0 and flat["feat_acc_unseen"] >= 0.75 and 0 < flat["feat_acc_hm"] <= 1
     assert list(table.columns) == ["category_id", "name", "split", "acc", "n_test", "mmd", "ratio", "predicted"]

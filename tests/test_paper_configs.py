@@ -103,5 +103,5 @@ def test_amp_values_are_checked():
         DumpConfig(amp="half")
     from zeroseg.config import from_dict
 
-    with pytest.raises(Exception, match='quotes, e.g. "off"'):
-        from_dict(DumpConfig, {"amp": False}, "dump")
+    with pytest.raises(Exception, match="dump.amp: expected a string, got False"):
+        from_dict(DumpConfig, {"amp": False}, "dump")  # `amp: false`; an unquoted off is a string (YAML 1.2)

@@ -66,3 +66,13 @@ def test_readme_starts_with_the_two_commands():
     assert len(blocks) == 2
     assert "dvc repro" in text[blocks[0] + 1] and "pytest" in text[blocks[1] + 1]
     assert text[blocks[1] + 1] in Path(ROOT / ".ci" / "run").read_text()
+
+
+def test_each_generator_row_trains_from_its_own_config_file():
+    """generator_config@ROW reads the params sections; train_generator reads only the file it
+    writes (the keys the row reads), so a sweep of a key the row does not read leaves its training
+    cached (run with DVC in tests/test_sweeps.py)."""
+    cfg, train = _stages()["generator_config"], _stages()["train_generator"]
+    assert cfg["params"] == ["generator", "generators.${item.row}", "classifier"]
+    assert cfg["outs"] == ["data/generator_configs/${item.row}.json"]
+    assert "params" not in train and cfg["outs"][0] in train["deps"] and f"--config {cfg['outs'][0]}" in train["cmd"]

@@ -101,12 +101,14 @@ def test_generator_killed_between_checkpoints_resumes_to_identical_weights(tmp_p
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generator": cfg, "generators": {"pading": ""},
                                                           "classifier": {"images_per_batch": 3, "unseen_per_step": 1}}))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, str(ROOT / "stages/generator_config.py"), "pading", "pading.json"], cwd=tmp_path,
+                   env=env, check=True, timeout=120)
 
     def run(out, kill_at=0):
         e = dict(env, **({KILL_AT_STEP: str(kill_at)} if kill_at else {}))
         return subprocess.run([sys.executable, str(ROOT / "stages/train_generator.py"), str(store), str(emb), str(seg), out,
-                               "--row", "pading", "--seed", "0"], cwd=tmp_path, env=e, capture_output=True, text=True,
-                              timeout=300)
+                               "--config", "pading.json", "--seed", "0"], cwd=tmp_path, env=e, capture_output=True,
+                              text=True, timeout=300)
 
     assert run("full/gen.pt").returncode == 0  # same file names: torch.save records the name in the archive
     assert run("resumed/gen.pt", kill_at=5).returncode == -signal.SIGKILL

@@ -204,15 +204,33 @@ def train_generator_cmd(
     out_file: Path = typer.Argument(..., help="Generator checkpoint to write."),
     segmenter: Optional[Path] = typer.Option(None, help="Segmenter checkpoint: the joint schedule's head starts from its seen head."),
     params: Path = PARAMS,
+    row: Optional[str] = typer.Option(None, help="An ablation row (a key of params 'generators'): its overrides of the "
+                                                 "'generator' section, as the pipeline's stage trains it."),
+    seed: Optional[int] = typer.Option(None, help="Override generator.seed (the pipeline's ablation seed)."),
 ) -> None:
-    """Train the feature generator (section 'generator'; with schedule joint also the class head, section 'classifier')."""
-    from zeroseg.head.train import ClassifierConfig
+    """Train the feature generator (section 'generator', or an ablation row with --row; with schedule
+    joint also the class head, section 'classifier')."""
+    import dataclasses
+
+    from zeroseg.config import from_dict
     from zeroseg.generator.config import GeneratorConfig
+    from zeroseg.generator.rows import row_config
     from zeroseg.generator.train import train_generator
+    from zeroseg.head.train import ClassifierConfig
 
     with _reported():
-        cfg = _section(params, "generator", GeneratorConfig)
-        head_cfg = _section(params, "classifier", ClassifierConfig) if cfg.resolved().schedule == "joint" else None
+        if row is not None:
+            rc = row_config(params, row)
+            cfg = rc.generator
+            head_cfg = None
+            if rc.classifier is not None:
+                head_cfg = from_dict(ClassifierConfig, rc.classifier, f"{params}:classifier")
+        else:
+            cfg = _section(params, "generator", GeneratorConfig)
+            head_cfg = _section(params, "classifier", ClassifierConfig) if cfg.resolved().schedule == "joint" else None
+        if seed is not None:
+            cfg = dataclasses.replace(cfg, seed=seed)
+            head_cfg = head_cfg and dataclasses.replace(head_cfg, seed=seed)
         losses = train_generator(cfg, seen_store, embeddings, out_file, segmenter=segmenter, head_cfg=head_cfg)
     out.print(f"losses {losses} -> {out_file}")
 
@@ -384,6 +402,21 @@ def ap(
         cats = {c["id"]: Category(c["id"], c["name"], True, c) for c in raw.get("categories", [])}
         flat = instance_files(gt_json, results_json, unseen_ids_of(cats, unseen, gt_json))
     _write_metrics(flat, None, json_out)
+
+
+@app.command()
+def exp(
+    pipeline: Path = typer.Argument(Path("."), help="The pipeline's folder: . (the root) or pipelines/<benchmark>."),
+    width: int = typer.Option(120, help="Widest line (characters)."),
+) -> None:
+    """The experiments view: per commit and `dvc exp run` experiment, the params it changed and each
+    ablation row's PQ HM and AUSUC (metrics/zero_shot.json), from `dvc exp show --json`."""
+    from zeroseg.experiments import exp_show, experiments, locate, table
+
+    with _reported():
+        root, folder = locate(pipeline)
+        text = table(experiments(exp_show(root), folder), width)
+    typer.echo(text)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -9,8 +9,6 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from zeroseg.errors import ConfigError
 
 T = TypeVar("T")
@@ -59,8 +57,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return float(value)
     if tp is str:
         if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a string, got {value!r} (YAML reads unquoted off/on/no/yes as "
-                              f'true/false: write it in quotes, e.g. "off")')
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
@@ -83,15 +80,30 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
 
+def load_yaml(text: str, where: str) -> Any:
+    """YAML text read as DVC reads params (ruamel.yaml, YAML 1.2 core schema): unquoted
+    ``off``/``on``/``yes``/``no`` stay strings, ``1e-4`` is a number. DVC rewrites params.yaml
+    with ruamel after ``dvc exp run -S`` and drops the quotes of ``amp: "off"``; a YAML 1.1
+    reader (PyYAML) would then read ``off`` as false."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+
+
 def params_value(params_path: str | os.PathLike, key: str, what: str = "section") -> Any:
     """The top-level ``key`` of a params YAML file (a section, or a value such as ``seeds``)."""
     path = Path(params_path)
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: params file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    params = load_yaml(text, str(path)) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
     if key not in params:
         raise ConfigError(f"{path}: no {what} '{key}'")
     return params[key]

@@ -24,18 +24,6 @@ def value(name: str, params_file: str = PARAMS_FILE) -> Any:
     return params_value(params_file, name, "top-level key")
 
 
-def row_overrides(row: str, params_file: str = PARAMS_FILE) -> list[str]:
-    """``generators.ROW`` of params: the row's ``key=value`` overrides of the ``generator`` section."""
-    rows = value("generators", params_file)
-    if not isinstance(rows, dict) or row not in rows:
-        known = sorted(rows) if isinstance(rows, dict) else rows
-        raise ConfigError(f"{params_file}: generators.{row} not found; rows: {known}")
-    spec = rows[row]
-    if not isinstance(spec, str) or not all("=" in kv for kv in spec.split()):
-        raise ConfigError(f"{params_file}: generators.{row} must be 'key=value ...', got {spec!r}")
-    return spec.split()
-
-
 #: baselines the report lists after the generator rows: they see real unseen features (upper
 #: bounds); the other baselines come before them. The baselines themselves: zeroseg/head/baselines.py.
 UPPER_BOUNDS = ("oracle",)

@@ -23,7 +23,7 @@ from zeroseg.errors import ConfigError, DataError
 class FidelityConfig:
     """params.yaml section ``fidelity``."""
 
-    holdout: float = 0.2  # share of the seen training IMAGES held out to test seen classes (images, not rows: no near-duplicate leaks)
+    holdout: float = 0.3  # share of the seen training IMAGES held out to test seen classes (images, not rows: no near-duplicate leaks)
     min_iou: float = 0.5  # real features: queries matched with mask IoU >= this (as the generator trains)
     max_per_class: int = 300  # real rows per class kept for training/testing (bounds time on COCO)
     mmd_samples: int = 200  # rows per side in each class's MMD (cost grows with its square)

@@ -52,7 +52,7 @@ class GeneratorConfig:
 
     arch: str = "primitive"  # an entry of ARCHITECTURES: primitive (PADing) | gmmn
     recipe: str = "zeroseg"  # zeroseg | official: the value of every key below left at "recipe"
-    num_primitives: int = 400
+    num_primitives: int = 200
     layers: int = 3
     heads: int = 4
     dim: int = 0  # primitive width d_k; 0 = the feature dimension
@@ -61,9 +61,9 @@ class GeneratorConfig:
     noise: float = 1.0  # std of the Gaussian noise
     align: bool = True
     disentangle: bool = True
-    lam: float = field(default=0.1, metadata={"key": "lambda"})
+    lam: float = field(default=0.01, metadata={"key": "lambda"})
     tau: float = 0.1
-    iterations: int = 1000
+    iterations: int = 450
     classes_per_batch: int = 8  # batch: classes
     per_class: int = 16  # batch: classes
     images_per_batch: int = 12  # batch: images, and the joint schedule's head step

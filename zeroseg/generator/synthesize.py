@@ -19,7 +19,7 @@ from zeroseg.generator.checkpoint import load_generator, synthesize
 class SynthesizeConfig:
     """params.yaml section ``synthesize``."""
 
-    per_class: int = 200  # synthetic features per class (seen and unseen)
+    per_class: int = 1000  # synthetic features per class (seen and unseen)
     seed: int = 0
 
 

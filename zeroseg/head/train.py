@@ -31,7 +31,7 @@ from zeroseg.features.store import FeatureStore
 class ClassifierConfig:
     """params.yaml section ``classifier``."""
 
-    iterations: int = 3000  # head steps (the joint schedule takes one per generator step instead)
+    iterations: int = 2000  # head steps (the joint schedule takes one per generator step instead)
     images_per_batch: int = 12  # every query row of this many whole images per step (official: 12)
     unseen_per_step: int = 5  # unseen classes drawn per step, one unseen feature each (official NUM_CHOOSE: 5)
     lr: float = 0.01  # SGD

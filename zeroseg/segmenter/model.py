@@ -48,13 +48,13 @@ class SegmenterConfig:
     flip: bool = True
     # optimisation
     batch_size: int = 8
-    lr: float = 3e-4
+    lr: float = 5e-4
     weight_decay: float = 0.05
     backbone_lr_mult: float = 1.0
-    iterations: int = 600
+    iterations: int = 650
     warmup: int = 30
     grad_clip: float = 1.0
-    checkpoint_every: int = 200
+    checkpoint_every: int = 250
     workers: int = 0
     seed: int = 0
     amp: str = "off"  # mixed precision of the forward pass: off | bf16 | fp16 (with a gradient scaler)
