@@ -28,13 +28,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from zeroseg import stage
 from zeroseg.config import from_dict
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
+from zeroseg.generator.architectures import ARCHITECTURES
 from zeroseg.generator.checkpoint import load_generator, synthesize
 from zeroseg.generator.config import GeneratorConfig, params_dict
+from zeroseg.generator.rows import parse_overrides
 from zeroseg.generator.train import train_generator
 from zeroseg.head.train import ClassifierConfig
 
@@ -118,10 +119,9 @@ def _rows() -> dict[str, dict]:
     out = {}
     for row in stage.rows(str(PARAMS))[1]:
         cfg = params_dict(GeneratorConfig(**TOY))
-        for kv in stage.row_overrides(row, str(PARAMS)):
-            key, _, value = kv.partition("=")
-            cfg[key] = yaml.safe_load(value)
-        out[row] = cfg
+        cfg.update(parse_overrides(stage.value("generators", str(PARAMS))[row], row))
+        if ARCHITECTURES[cfg["arch"]].fit is None:  # closed-form rows (linear) have no training to direct
+            out[row] = cfg
     return out
 
 

@@ -42,7 +42,7 @@ HEADLINE = ("pq_hm", "map50_hm", "miou_hm", "ausuc", "feat_acc_hm")
 class ReportConfig:
     """params.yaml section ``report``."""
 
-    tsne_per_class: int = 40  # points per class in the t-SNE pictures
+    tsne_per_class: int = 30  # points per class in the t-SNE pictures
     tsne_iterations: int = 1000  # t-SNE optimisation steps (scikit-learn's default; its minimum is 250)
     overlays: int = 4  # validation images in the qualitative picture
     seed: int = 0

@@ -177,7 +177,7 @@ class InferenceConfig:
     overlap_threshold: float = 0.8  # panoptic: drop a segment when less than this share of its mask survives
     instance_topk: int = 100  # instance: (query, class) pairs kept per image (Mask2Former's test_topk_per_image)
     seen_offset: float = 0.0  # γ: lowered seen-class logits (< 0: unseen ones), see zeroseg.evaluate.calibration
-    curve_points: int = 15  # γ values of each head's seen–unseen curve (quantiles of the flip offsets) + ends
+    curve_points: int = 10  # γ values of each head's seen–unseen curve (quantiles of the flip offsets) + ends
 
     def __post_init__(self) -> None:
         if self.instance_topk < 1:

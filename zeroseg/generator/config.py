@@ -50,7 +50,7 @@ POLY_POWER = 0.9  # lr_schedule poly: semantic PADing (WarmupPolyLR, deeplab's d
 class GeneratorConfig:
     """params.yaml section ``generator`` (the ablation rows override some keys)."""
 
-    arch: str = "primitive"  # an entry of ARCHITECTURES: primitive (PADing) | gmmn
+    arch: str = "primitive"  # an entry of ARCHITECTURES: primitive (PADing) | gmmn | linear (closed form)
     recipe: str = "zeroseg"  # zeroseg | official: the value of every key below left at "recipe"
     num_primitives: int = 200
     layers: int = 3
@@ -63,6 +63,7 @@ class GeneratorConfig:
     disentangle: bool = True
     lam: float = field(default=0.01, metadata={"key": "lambda"})
     tau: float = 0.1
+    ridge: float = 0.001  # arch linear: ridge λ of its map from the class-name embedding to the class mean
     iterations: int = 450
     classes_per_batch: int = 8  # batch: classes
     per_class: int = 16  # batch: classes
@@ -88,6 +89,8 @@ class GeneratorConfig:
             raise ConfigError(f"generator.checkpoint_every: 0 (never) or a number of steps, got {self.checkpoint_every}")
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"generator.arch: one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.ridge <= 0:
+            raise ConfigError(f"generator.ridge: a positive ridge weight, got {self.ridge}")
         if self.recipe not in RECIPES:
             raise ConfigError(f"generator.recipe: one of {', '.join(RECIPES)}, got {self.recipe!r}")
         for key in RECIPES["zeroseg"]:
@@ -103,6 +106,9 @@ class GeneratorConfig:
             raise ConfigError("generator.structure official: its class side is the generator's learned projection "
                               f"(the primitive generator's fc_projection); the {cfg.arch} generator has none "
                               "(use structure: paper)")
+        if ARCHITECTURES[cfg.arch].fit is not None and (cfg.align or cfg.disentangle or cfg.schedule == "joint"):
+            raise ConfigError(f"generator.arch {cfg.arch}: fitted in closed form, without a training loop, so without "
+                              "the structure terms or a joint head (align=false disentangle=false, schedule after)")
         if cfg.cls_weight and cfg.schedule != "joint":
             raise ConfigError(f"generator.cls_weight {cfg.cls_weight}: the CE through the new classifier needs the "
                               "head trained jointly (schedule: joint)")

@@ -16,6 +16,7 @@ from typing import Any
 
 from zeroseg.config import from_dict, load_yaml, params_value
 from zeroseg.errors import ConfigError
+from zeroseg.generator.architectures import ARCHITECTURES
 from zeroseg.generator.config import GeneratorConfig, params_dict
 
 #: keys every row's training reads (params names); the others depend on the row (keys_read)
@@ -64,9 +65,11 @@ def keys_read(cfg: GeneratorConfig) -> list[str]:
     the others take no part in its run (``seed`` aside: each run's own). Follows
     zeroseg/generator/train.py and checkpoint.py (tests/test_rows.py checks it against a run)."""
     c = cfg.resolved()
-    read = set(ALWAYS_READ)
-    if c.arch == "primitive":  # the primitive generator's shape (build_generator)
-        read |= {"num_primitives", "layers", "heads", "dim", "architecture"}
+    arch = ARCHITECTURES[c.arch]
+    if arch.fit is not None:  # closed form: no loop; real rows of IoU >= min_iou; the switches it refuses
+        fixed = {"arch", "recipe", "noise", "min_iou", "align", "disentangle", "schedule", "cls_weight"}
+        return [k for k in params_dict(c) if k in fixed | set(arch.reads)]
+    read = set(ALWAYS_READ) | set(arch.reads)
     if c.align or c.disentangle:  # the structure terms: their weight, unseen fakes, temperature
         read.add("lambda")
         if c.align or c.structure == "official":

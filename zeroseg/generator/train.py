@@ -22,6 +22,7 @@ from zeroseg.embed.space import ClassSpace, class_space
 from zeroseg.errors import ConfigError, DataError
 from zeroseg.features.store import FeatureStore
 from zeroseg.generator.align import alignment_loss
+from zeroseg.generator.architectures import ARCHITECTURES
 from zeroseg.generator.checkpoint import build_generator
 from zeroseg.generator.config import LR_STEPS, POLY_POWER, GeneratorConfig, params_dict
 from zeroseg.generator.disentangle import Disentangler
@@ -149,6 +150,13 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
     if len(present) < 2:
         raise DataError(f"{seen_store}: fewer than two seen classes have matched features with IoU >= {cfg.min_iou}")
     store.check_finite()
+    if ARCHITECTURES[cfg.arch].fit is not None:  # closed form (the linear row): no loop, nothing to resume
+        gen = build_generator(cfg, space.emb.shape[1], store.dim)
+        keep = np.flatnonzero(rows >= 0)
+        last = ARCHITECTURES[cfg.arch].fit(gen, cfg, torch.from_numpy(store.features(keep)),
+                                           torch.from_numpy(rows[keep]), space.emb)
+        _save(out, gen, cfg, space, store.dim)
+        return last
     trainer = GeneratorTrainer(cfg, space, store.dim)
     joint = None
     if cfg.schedule == "joint":
@@ -200,12 +208,17 @@ def train_generator(cfg: GeneratorConfig, seen_store: str | os.PathLike, embeddi
                 torch.save({"identity": identity, "trainer": trainer.state_dict(), "rng": rng_state(rng),
                             "joint": joint.state_dict() if joint is not None else {}, "step": done, "last": last}, tmp)
         kill_point(done)
-    state = {"generator": trainer.gen.state_dict(), "config": params_dict(cfg), "seen_ids": space.seen_ids,
-             "unseen_ids": space.unseen_ids, "emb": space.emb, "feat_dim": store.dim}
-    if joint is not None:
-        w, b = joint.weights()
-        state["joint_head"] = {"weight": w, "bias": b, "class_ids": space.all_ids}
-    with atomic_file(out) as tmp, open(tmp, "wb") as f:
-        torch.save(state, f)  # through a file object: the archive folder is "archive/", whatever the file name
+    _save(out, trainer.gen, cfg, space, store.dim, joint.weights() if joint is not None else None)
     resume_path.unlink(missing_ok=True)
     return last
+
+
+def _save(out: str | os.PathLike, gen: torch.nn.Module, cfg: GeneratorConfig, space: ClassSpace, feat_dim: int,
+          joint_weights: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """The generator checkpoint: weights, resolved config, class space (+ the joint head)."""
+    state = {"generator": gen.state_dict(), "config": params_dict(cfg), "seen_ids": space.seen_ids,
+             "unseen_ids": space.unseen_ids, "emb": space.emb, "feat_dim": feat_dim}
+    if joint_weights is not None:
+        state["joint_head"] = {"weight": joint_weights[0], "bias": joint_weights[1], "class_ids": space.all_ids}
+    with atomic_file(out) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)  # through a file object: the archive folder is "archive/", whatever the file name
