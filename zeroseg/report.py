@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,11 @@ FIDELITY = ("feat_acc_seen", "feat_acc_unseen", "feat_acc_hm", "mmd_unseen")
 #: harmonic mean per task, the curve's area and the feature-level HM; every cell is in the full
 #: JSON and the markdown tables.
 HEADLINE = ("pq_hm", "map50_hm", "miou_hm", "ausuc", "feat_acc_hm")
+#: the transfer checks (stage ``ceilings``) the headline keeps, as ``ceilings.<key>.mean/std``
+CEILINGS_HEADLINE = ("loo_attr_median", "loo_names_median", "unseen_names_median", "ncm_real_unseen",
+                     "ncm_names_unseen")
+#: the segmenter's own head (stage ``eval_segmenter``) in the headline, as ``segmenter.<key>.mean/std``
+SEGMENTER_HEADLINE = ("pq_seen", "map50_seen", "miou_seen")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,14 @@ class ReportInputs:
     val_json: str | os.PathLike | None = None  # validation ground truth (panoptic JSON, PNGs beside it)
     val_images: str | os.PathLike | None = None  # validation images
     split_all_json: str | os.PathLike | None = None  # the split's *_all.json (which classes are unseen)
+    ceilings_dir: str | os.PathLike | None = None  # stage ceilings: s<seed>.json, the transfer checks
+    segmenter_dir: str | os.PathLike | None = None  # stage eval_segmenter: s<seed>.json, the segmenter's own head
+
+    def for_seed(self, seed: int) -> "ReportInputs":
+        """The inputs with ``{seed}`` in a path replaced by ``seed`` (a pipeline that trains one
+        segmenter per seed keeps one feature store per seed: ``data/features/s{seed}/val``)."""
+        return replace(self, **{f.name: str(v).replace("{seed}", str(seed)) for f in fields(self)
+                                if (v := getattr(self, f.name)) is not None and "{seed}" in str(v)})
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,21 @@ def collect(run: ReportInputs, ablation: Ablation) -> dict[str, list[dict]]:
     return out
 
 
+def per_seed_files(folder: str | os.PathLike, seeds: list[int], what: str) -> list[dict]:
+    """``<folder>/s<seed>.json`` of every seed (a stage run once per seed), read."""
+    files = [Path(folder) / f"s{s}.json" for s in seeds]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise DataError(f"{what} missing: {missing}")
+    return [read_json(f, what) for f in files]
+
+
+def side_summary(runs: list[dict]) -> dict[str, tuple[float | None, float | None]]:
+    """key -> (mean, std) over seeds of every numeric key the per-seed dicts share."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {k: mean_std([r.get(k) for r in runs]) for k in keys}
+
+
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof 1) over seeds; std is None for one seed, both are
     None when any seed has the value absent."""
@@ -155,11 +183,13 @@ def _pct(cell: tuple[float | None, float | None], scale: float = 100.0, digits: 
     return f"{scale * mean:.{digits}f}" + ("" if std is None else f" ± {scale * std:.{digits}f}")
 
 
-def markdown(summary: dict, seeds: list[int]) -> str:
+def markdown(summary: dict, seeds: list[int], segmenter_seeded: bool = False) -> str:
     n = len(seeds)
     head = "| row | " + " | ".join(f"{t.upper()} S / U / HM" for t in TASKS) + " |"
-    lines = [f"Mean ± sample std over {n} seed(s) of the generator and classifier ({seeds}); segmenter and "
-             "feature dumps fixed." if n > 1 else f"One seed ({seeds[0]}): no error bars; run several seeds for them.",
+    varied = ("every random stage (segmenter, feature dumps, generator, synthesis, classifier)" if segmenter_seeded
+              else "the generator and classifier; segmenter and feature dumps fixed")
+    lines = [f"Mean ± sample std over {n} seed(s) of {varied} ({seeds})." if n > 1
+             else f"One seed ({seeds[0]}): no error bars; run several seeds for them.",
              "", head, "|" + "---|" * (len(TASKS) + 1)]
 
     for row, cells in summary.items():
@@ -179,6 +209,30 @@ def calibration_markdown(summary: dict) -> str:
                      f"{_pct(c.get('curve_pq_unseen_max', none))} | {_pct(c.get('curve_pq_hm_max', none))} | "
                      + " / ".join(_pct(c.get(f"feat_acc_{p}", none)) for p in PARTS)
                      + f" | {_pct(c.get('mmd_unseen', none), digits=2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def ceilings_markdown(cells: dict, oracle: dict | None) -> str:
+    """The transfer checks (mean ± std over seeds) as a markdown table, with the oracle head's
+    unseen / seen PQ ratio (``oracle``: its summary cells) when the oracle row ran."""
+    def cell(key: str, scale: float = 1.0, digits: int = 2) -> str:
+        return _pct(cells.get(key, (None, None)), scale, digits)
+
+    lines = ["| check | ideal attributes | class-name embeddings |", "|---|---|---|",
+             f"| leave-one-seen-class-out placement ratio, median (< 1: placed nearer its own mean) | "
+             f"{cell('loo_attr_median')} | {cell('loo_names_median')} |",
+             f"| share of seen classes placed < 1 | {cell('loo_attr_below_1')} | {cell('loo_names_below_1')} |",
+             f"| unseen classes' placement ratio, median | {cell('unseen_attr_median')} | "
+             f"{cell('unseen_names_median')} |",
+             f"| nearest-class-mean GZSL with placed unseen means, S / U / HM (%) | "
+             f"{cell('ncm_attr_seen', 1, 1)} / {cell('ncm_attr_unseen', 1, 1)} / {cell('ncm_attr_hm', 1, 1)} | "
+             f"{cell('ncm_names_seen', 1, 1)} / {cell('ncm_names_unseen', 1, 1)} / {cell('ncm_names_hm', 1, 1)} |",
+             "", f"Feature ceiling, nearest class mean with the REAL unseen means (S / U / HM, %): "
+             f"{cell('ncm_real_seen', 1, 1)} / {cell('ncm_real_unseen', 1, 1)} / {cell('ncm_real_hm', 1, 1)}."]
+    if oracle and oracle.get("pq_seen", (None,))[0]:
+        ratio = oracle["pq_unseen"][0] / oracle["pq_seen"][0]
+        lines.append(f"Oracle head: unseen PQ / seen PQ = {ratio:.2f} ({_pct(oracle['pq_unseen'])} / "
+                     f"{_pct(oracle['pq_seen'])}).")
     return "\n".join(lines) + "\n"
 
 
@@ -286,10 +340,23 @@ def write_report(run: ReportInputs, ablation: Ablation, out: ReportOutputs, outp
     seeds = ablation.seeds
     rows = collect(run, ablation)
     summary = summarise(rows)
-    headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE)}
+    side = {name: side_summary([{k.removeprefix(f"{name}."): v for k, v in m.items()}
+                                for m in per_seed_files(folder, seeds, f"{name} metrics")])
+            for name, folder in (("segmenter", run.segmenter_dir), ("ceilings", run.ceilings_dir)) if folder is not None}
+    headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE),
+                **flat_table({k: v for k, v in side.items() if k == "segmenter"}, SEGMENTER_HEADLINE),
+                **flat_table({k: v for k, v in side.items() if k == "ceilings"}, CEILINGS_HEADLINE)}
     per_seed = {f"{row}.{k}.s{s}": m.get(k) for row, runs in rows.items() for s, m in zip(seeds, runs)
                 for k in summary[row]}
-    text = "# Zero-shot ablation (S / U / HM, %)\n\n" + markdown(summary, seeds)
+    text = "# Zero-shot ablation (S / U / HM, %)\n\n" + markdown(summary, seeds, run.segmenter_dir is not None)
+    if "segmenter" in side:
+        seg = side["segmenter"]
+        text += (f"\nThe segmenter's own head (seen classes only): PQ {_pct(seg.get('pq_seen', (None, None)))}, "
+                 f"mAP@0.5 {_pct(seg.get('map50_seen', (None, None)))}, mIoU {_pct(seg.get('miou_seen', (None, None)))}"
+                 " (seen, %).\n")
+    if "ceilings" in side:
+        text += ("\n## Transfer checks of the query features (stage ceilings, before any generator)\n\n"
+                 + ceilings_markdown(side["ceilings"], summary.get("oracle")))
     if any(k in cells for cells in summary.values() for k in CURVE + FIDELITY):
         text += ("\n## Calibration-free comparison (%, mean ± std over the seeds)\n\n"
                  "AUSUC: area under each head's seen–unseen PQ curve over the seen offset γ (higher: a better "
@@ -304,7 +371,7 @@ def write_report(run: ReportInputs, ablation: Ablation, out: ReportOutputs, outp
     with _target(out.markdown, outputs) as tmp:
         Path(tmp).write_text(text)
     with _target(out.full_json, outputs) as tmp:
-        Path(tmp).write_text(json_text({"seeds": seeds, **flat_table(summary), **per_seed}))
+        Path(tmp).write_text(json_text({"seeds": seeds, **flat_table(summary), **flat_table(side), **per_seed}))
     with _target(out.headline_json, outputs) as tmp:
         Path(tmp).write_text(json_text(headline))
     return headline
@@ -365,6 +432,7 @@ def make_pictures(cfg: ReportConfig, run: ReportInputs, ablation: Ablation, plot
     if missing:
         raise ConfigError(f"report pictures: no {', '.join(missing)} given (ReportInputs)")
     seed = ablation.seeds[0]
+    run = run.for_seed(seed)
     plots = Path(plots_dir)
     plots.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
