@@ -249,13 +249,20 @@ def test_dump_stores_compact_masks_and_scores_them(trained, tiny_benchmark):
     from zeroseg.evaluate.score import InferenceConfig, evaluate_segmenter
 
     gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
-    scores = {}
-    for size in (0, 8):
+    scores, masks = {}, {}
+    for size in (0, 16, 8):
         r = dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / f"val{size}", DumpConfig(batch_size=4, mask_size=size),
                           gt_dir, keep_masks=True, show_progress=False)
         st = FeatureStore(r.store)
-        assert next(st.mask_shards())["masks"].shape[2:] == ((16, 16) if size == 0 else (8, 8))
+        masks[size] = np.concatenate([s["masks"][:] for s in st.mask_shards()]).astype(np.float32)
+        assert masks[size].shape[2:] == ((16, 16) if size in (0, 16) else (8, 8))
         scores[size] = evaluate_segmenter(res.checkpoint, r.store, gt_json, gt_dir, split.all_json, InferenceConfig(0.0))
+    # the model's own side (image_size / 4 = 16) given explicitly is the full store: same masks, same scores
+    assert np.array_equal(masks[16], masks[0]) and scores[16] == scores[0]
+    # a compact side keeps each 2x2 block's mean logit (area resampling; float16 storage: ~1e-3 relative)
+    full = masks[0]
+    pooled = full.reshape(*full.shape[:2], 8, 2, 8, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(masks[8], pooled, rtol=2e-3, atol=2e-3 * np.abs(full).max())
     assert set(scores[0]) == set(scores[8]) and scores[8]["pq"] is not None
     with pytest.raises(ConfigError, match="dump.mask_size 32 exceeds"):
         dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / "val32", DumpConfig(mask_size=32), gt_dir,
@@ -453,7 +460,8 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_benchmark):
         for _, pred in predict_store(st, head, InferenceConfig(0.0, seen_offset=gamma), unseen_ids=unseen):
             assert not {s["category_id"] for s in pred.panoptic_segments} & side
     m = curve_metrics(curve)
-    assert 0.0 <= m["ausuc"] <= 1.0 and m["curve_pq_seen_max"] >= curve["pq_seen"].iloc[0]
+    assert m["ausuc"] == pytest.approx(np.trapezoid(curve["pq_seen"], curve["pq_unseen"]), abs=1e-12)
+    assert m["curve_pq_seen_max"] == curve["pq_seen"].max() >= curve["pq_seen"].iloc[0]
     # `zeroseg curve` computes the same curve from files
     import pandas as pd
     from typer.testing import CliRunner
