@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -523,9 +524,11 @@ def test_predict_keeps_inputs_with_the_same_file_stem_apart(predict_run, tiny_be
 
 
 def test_predict_segments_equal_the_evaluation_path(trained, predict_run, tiny_benchmark, tmp_path):
-    """The same image through `zeroseg predict` and through the evaluation path (dump with kept
-    masks, then evaluate.score.predict_store with the same head): the same panoptic segments."""
-    from zeroseg.data.panoptic import load_panoptic, read_ids
+    """The same images through `zeroseg predict` and through the evaluation path (dump with kept
+    masks, then evaluate.score.predict_store with the same head): the same panoptic segments.
+    The images are 3 val images enlarged to 96x80 (not the 64-px square canvas), so both paths
+    resize, pad and crop the masks back."""
+    from zeroseg.data.panoptic import load_panoptic, read_ids, write_ids
     from zeroseg.evaluate.score import InferenceConfig, predict_store
     from zeroseg.head.train import ClassifierConfig
     from zeroseg.predict import ModelFiles, build_head, predict_images
@@ -535,23 +538,34 @@ def test_predict_segments_equal_the_evaluation_path(trained, predict_run, tiny_b
     head, _ = build_head(files, [], cfg=fast)
     again, _ = build_head(files, [], cfg=fast)
     assert torch.equal(head.weight, again.weight)  # the retrained head is deterministic: predict builds this one
-    gt_json = tiny_benchmark / "annotations" / "panoptic_val.json"
-    gt = load_panoptic(gt_json)
-    iid = sorted(gt.images)[:3]
-    images = [tiny_benchmark / "val" / gt.images[i]["file_name"] for i in iid]
+    src = load_panoptic(tiny_benchmark / "annotations" / "panoptic_val.json")
+    iid = sorted(src.images)[:3]
+    W, H = 96, 80
+    (tmp_path / "images").mkdir()
+    (tmp_path / "gt").mkdir()
+    for i in iid:
+        im = src.images[i]
+        Image.open(tiny_benchmark / "val" / im["file_name"]).resize((W, H), Image.BILINEAR).save(tmp_path / "images" / im["file_name"])
+        ids = read_ids(tiny_benchmark / "annotations" / "panoptic_val" / src.annotations[i]["file_name"], "gt", i)
+        write_ids(tmp_path / "gt" / src.annotations[i]["file_name"], np.asarray(Image.fromarray(ids).resize((W, H), Image.NEAREST)))
+    gt_json = tmp_path / "gt.json"
+    gt_json.write_text(json.dumps({"images": [dict(src.images[i], height=H, width=W) for i in iid],
+                                   "annotations": [src.annotations[i] for i in iid], "categories": src.raw["categories"]}))
+    images = [tmp_path / "images" / src.images[i]["file_name"] for i in iid]
     every = InferenceConfig(object_threshold=0.0)  # a 3-step segmenter is never confident: keep every query
     predict_images(images, [], tmp_path / "p", files, every, classifier=fast)
     pred = read_json(tmp_path / "p" / "predictions.json")
-    st = FeatureStore(dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", tmp_path / "val",
-                                    DumpConfig(batch_size=4, dtype="float32"), gt_json.with_suffix(""), keep_masks=True,
+    st = FeatureStore(dump_features(res.checkpoint, gt_json, tmp_path / "images", tmp_path / "val",
+                                    DumpConfig(batch_size=4, dtype="float32"), tmp_path / "gt", keep_masks=True,
                                     show_progress=False).store)
     seen = {c["id"] for c in load_checkpoint(res.checkpoint)["classes"]}
-    evaluated = dict(predict_store(st, head, every, set(iid), set(head.class_ids) - seen))
+    evaluated = dict(predict_store(st, head, every, None, set(head.class_ids) - seen))
     compared = 0
     for k, image_id in enumerate(iid):
         ann = pred["annotations"][k]
         ids = read_ids(tmp_path / "p" / "panoptic" / ann["file_name"], "prediction", k + 1)
         ev = evaluated[image_id]
+        assert ids.shape == (H, W)
         assert [(s["category_id"], s["area"]) for s in ann["segments_info"]] == \
             [(s["category_id"], s["area"]) for s in ev.panoptic_segments], image_id
         assert [s["score"] for s in ann["segments_info"]] == pytest.approx([s["score"] for s in ev.panoptic_segments],
