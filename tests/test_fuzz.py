@@ -474,12 +474,15 @@ PANOPTIC_REJECTED = [
     ("annotation-unknown-image", _set("annotations/0/image_id", 99), ["annotations[0].image_id"]),
     ("annotation-second-for-image", _set("annotations/1/image_id", 1), ["annotations[1]", "second annotation"]),
     ("annotation-png-in-folder", _set("annotations/0/file_name", "sub/x.png"), ["annotations[0] (image 1).file_name"]),
-    ("annotation-shared-png", _set("annotations/1/file_name", "000000000001.png"), ["annotations[1] (image 2).file_name"]),
+    ("annotation-shared-png", _set("annotations/1/file_name", "000000000001.png"),
+     ["annotations[1] (image 2).file_name"]),
     ("segments-not-list", _set("annotations/0/segments_info", {}), ["annotations[0] (image 1).segments_info"]),
     ("segment-id-zero", _set("annotations/0/segments_info/0/id", 0), ["segments_info[0].id"]),
     ("segment-id-over-24-bits", _set("annotations/0/segments_info/0/id", 2**24), ["segments_info[0].id"]),
-    ("segment-unknown-category", _set("annotations/0/segments_info/0/category_id", 999), ["segments_info[0].category_id"]),
-    ("segment-category-string", _set("annotations/0/segments_info/0/category_id", "16"), ["segments_info[0].category_id"]),
+    ("segment-unknown-category", _set("annotations/0/segments_info/0/category_id", 999),
+     ["segments_info[0].category_id"]),
+    ("segment-category-string", _set("annotations/0/segments_info/0/category_id", "16"),
+     ["segments_info[0].category_id"]),
     ("segment-duplicate-id", _dup_last("annotations/0/segments_info"), ["segments_info[4].id", "duplicated"]),
     ("segment-negative-area", _set("annotations/0/segments_info/0/area", -1), ["segments_info[0].area"]),
     ("segment-iscrowd-2", _set("annotations/0/segments_info/0/iscrowd", 2), ["segments_info[0].iscrowd"]),
@@ -491,7 +494,8 @@ PNG_REJECTED = [
     ("png-truncated", lambda png: png.write_bytes(png.read_bytes()[:60]), ["unreadable"]),
     ("png-16-bit", lambda png: png.write_bytes(_png(np.zeros((32, 32), np.uint16))), ["16-bit"]),
     ("png-size", lambda png: png.write_bytes(_png(id2rgb(np.zeros((31, 32), np.int64)))), ["differs from image 1"]),
-    ("png-undeclared-id", lambda png: png.write_bytes(_png(id2rgb(_with_extra_id(png)))), ["id(s) [5]", "not in segments_info"]),
+    ("png-undeclared-id", lambda png: png.write_bytes(_png(id2rgb(_with_extra_id(png)))),
+     ["id(s) [5]", "not in segments_info"]),
 ]
 
 
@@ -585,7 +589,8 @@ def test_rejected_segment_declared_but_absent_from_the_png(world):
     with Case(world) as c:
         js = c.ann / "panoptic_train.json"
         _write_mutated(js, _dup_last("annotations/0/segments_info", lambda s: s.update(id=12345)))
-        with pytest.raises(DataError, match=r"segments_info id\(s\) \[12345\] of image 1 are absent from the PNG") as exc:
+        absent = r"segments_info id\(s\) \[12345\] of image 1 are absent from the PNG"
+        with pytest.raises(DataError, match=absent) as exc:
             split_dataset(js, "benchmark-default", c.dir / "out")
         assert str(js.with_suffix("") / "000000000001.png") in str(exc.value)
 
@@ -667,7 +672,8 @@ INSTANCES_REJECTED = [
     ("rle-counts-list-sum", _set("annotations/0/segmentation/counts", [5, 5]), [".segmentation.counts"]),
     ("rle-counts-number", _set("annotations/0/segmentation/counts", 7), [".segmentation.counts"]),
     ("polygon-odd", _set("annotations/-1/segmentation", [[1.0, 2.0, 3.0]]), [".segmentation[0]"]),
-    ("polygon-nan", _set("annotations/-1/segmentation", [[1.0, 2.0, float("nan"), 4.0, 5.0, 6.0]]), [".segmentation[0]"]),
+    ("polygon-nan", _set("annotations/-1/segmentation", [[1.0, 2.0, float("nan"), 4.0, 5.0, 6.0]]),
+     [".segmentation[0]"]),
     ("area-string", _set("annotations/0/area", "10"), ["annotations[0]", ".area"]),
     ("iscrowd-2", _set("annotations/0/iscrowd", 2), ["annotations[0]", ".iscrowd"]),
 ]

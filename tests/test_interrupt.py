@@ -205,7 +205,8 @@ def stage_env(kill_after: int | None = None, hook: str = KILL_AFTER_WRITES) -> d
     return env
 
 
-def run_fresh(argv: list[str], work: Path, kill_after: int | None = None, hook: str = KILL_AFTER_WRITES) -> tuple[int, str]:
+def run_fresh(argv: list[str], work: Path, kill_after: int | None = None,
+              hook: str = KILL_AFTER_WRITES) -> tuple[int, str]:
     """The stage in a fresh interpreter: (return code, -9 when SIGKILLed; its output)."""
     r = subprocess.run(argv, cwd=work, env=stage_env(kill_after, hook), capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout + r.stderr
@@ -264,7 +265,8 @@ def run_forked(tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     count = iter(range(10**6))
 
-    def run(argv: list[str], work: Path, kill_after: int | None = None, hook: str = KILL_AFTER_WRITES) -> tuple[int, str]:
+    def run(argv: list[str], work: Path, kill_after: int | None = None,
+            hook: str = KILL_AFTER_WRITES) -> tuple[int, str]:
         log = logs / f"{next(count)}.log"
         server.stdin.write(json.dumps({"argv": argv, "cwd": str(work), "env": stage_env(kill_after, hook),
                                        "log": str(log)}) + "\n")
@@ -404,15 +406,16 @@ def test_retrain_baseline(tmp_path, world, run_forked):
     """retrain_classifier.py --baseline projection (no generator): one write, killed before its rename."""
     argv, outs = stage_command("retrain_baseline", **{"item.row": "projection", "item.seed": SEED})
     assert "--baseline" in argv and outs == [f"data/heads/projection-s{SEED}.pt"]
-    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/train_seen", "data/features/train_unseen",
-                                     "data/embed/classes.parquet", "data/split"])
+    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/train_seen",
+                                     "data/features/train_unseen", "data/embed/classes.parquet", "data/split"])
     check_interrupts(run_forked, work, argv, outs, kills=(1,))
 
 
 def test_evaluate_baseline(tmp_path, world, run_forked):
     """stages/evaluate.py on the projection head: kills after the table and after the metric."""
     argv, outs = stage_command("evaluate_baseline", **{"item.row": "projection", "item.seed": SEED})
-    work = workdir(tmp_path, world, [f"data/heads/projection-s{SEED}.pt", "data/features/val", "data/benchmark", "data/split"])
+    work = workdir(tmp_path, world, [f"data/heads/projection-s{SEED}.pt", "data/features/val", "data/benchmark",
+                                     "data/split"])
     assert len(outs) == 3 and outs[-1] == f"metrics/rows/projection-s{SEED}.json"
     check_interrupts(run_forked, work, argv, outs, kills=(1, 3))
 
@@ -473,8 +476,8 @@ def test_evaluate_killed_inside_its_commit_is_not_read_by_the_report(tmp_path, w
     rows together, refuses the row (its metric is absent) instead of reading a half set."""
     argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
     rows = "metrics/rows"
-    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark", "data/split",
-                                     f"{rows}/projection-s{SEED}.json"])
+    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark",
+                                     "data/split", f"{rows}/projection-s{SEED}.json"])
     report, _ = stage_command("report")
     rc, log = run_forked(argv, work)
     assert rc == 0, log[-3000:]

@@ -191,7 +191,8 @@ def test_semantic_against_brute_force(refset, tmp_path):
     ious = [inter[c] / union[c] if gtpix[c] > 0 else 0.0 for c in inter]
     assert any(gtpix[c] == 0 for c in inter)  # the perturbation predicts some class absent from the GT
     assert flat["miou"] == pytest.approx(np.mean(ious), abs=1e-12)
-    r = CliRunner().invoke(app, ["evaluate", str(gt_json), str(gt_png), str(pj), str(pd_), "--semantic-dir", str(sem_dir)])
+    r = CliRunner().invoke(app, ["evaluate", str(gt_json), str(gt_png), str(pj), str(pd_),
+                                 "--semantic-dir", str(sem_dir)])
     assert r.exit_code == 0 and "miou" in r.output, r.output
 
 

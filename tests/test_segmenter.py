@@ -474,7 +474,8 @@ def test_predict_refuses_new_names_on_an_attributes_run(predict_run, tiny_benchm
 
     d = run_copy(predict_run, tmp_path)
     emb = d / "data/embed/classes.parquet"
-    embed_classes(d / "data/split/panoptic_train_all.json", EmbedConfig(source="attributes", attribute_words="glove"), emb)
+    embed_classes(d / "data/split/panoptic_train_all.json", EmbedConfig(source="attributes", attribute_words="glove"),
+                  emb)
     image = tiny_benchmark / "val" / "000001000001.jpg"
     r = _predict(predict_run, [image, "--classes", "zebra", "--run-dir", d, "--out", tmp_path / "p"])
     _one_line_error(r, emb, "attributes")
@@ -493,8 +494,10 @@ def test_predict_refuses_an_embedding_dimension_mismatch(predict_run, tiny_bench
     (tmp_path / "names.txt").write_text("".join(f"{n}\n" for n in names))
     emb = d / "data/embed/classes.parquet"
     embed_classes(d / "data/split/panoptic_train_all.json",
-                  EmbedConfig(source="table", table=str(tmp_path / "t.npy"), table_names=str(tmp_path / "names.txt")), emb)
-    r = _predict(predict_run, [tiny_benchmark / "val" / "000001000001.jpg", "--classes", "zebra", "--run-dir", d, "--out", tmp_path / "p"])
+                  EmbedConfig(source="table", table=str(tmp_path / "t.npy"), table_names=str(tmp_path / "names.txt")),
+                  emb)
+    r = _predict(predict_run, [tiny_benchmark / "val" / "000001000001.jpg", "--classes", "zebra", "--run-dir", d,
+                               "--out", tmp_path / "p"])
     _one_line_error(r, emb, d / "data/generators/pading-s0.pt", "6-d", "50-d")
     assert not (tmp_path / "p").exists()
 
@@ -507,7 +510,8 @@ def test_predict_keeps_inputs_with_the_same_file_stem_apart(predict_run, tiny_be
     for sub, src in (("a", "000001000001.jpg"), ("b", "000001000002.jpg")):
         (tmp_path / sub).mkdir()
         shutil.copy(tiny_benchmark / "val" / src, tmp_path / sub / "x.jpg")
-    r = _predict(predict_run, [tmp_path / "a/x.jpg", tmp_path / "b/x.jpg", "--run-dir", predict_run, "--out", tmp_path / "both"])
+    r = _predict(predict_run, [tmp_path / "a/x.jpg", tmp_path / "b/x.jpg", "--run-dir", predict_run,
+                               "--out", tmp_path / "both"])
     assert r.exit_code == 0, r.output
     pred = read_json(tmp_path / "both" / "predictions.json")
     pngs = [a["file_name"] for a in pred["annotations"]]
@@ -515,7 +519,8 @@ def test_predict_keeps_inputs_with_the_same_file_stem_apart(predict_run, tiny_be
     for sub in ("panoptic", "semantic", "overlay"):
         assert sorted(p.name for p in (tmp_path / "both" / sub).iterdir()) == sorted(pngs)
     for k, sub in enumerate(("a", "b")):
-        alone = _predict(predict_run, [tmp_path / sub / "x.jpg", "--run-dir", predict_run, "--out", tmp_path / f"alone-{sub}"])
+        alone = _predict(predict_run, [tmp_path / sub / "x.jpg", "--run-dir", predict_run,
+                                       "--out", tmp_path / f"alone-{sub}"])
         assert alone.exit_code == 0, alone.output
         one = read_json(tmp_path / f"alone-{sub}" / "predictions.json")["annotations"][0]
         assert pred["annotations"][k]["segments_info"] == one["segments_info"]
@@ -545,12 +550,15 @@ def test_predict_segments_equal_the_evaluation_path(trained, predict_run, tiny_b
     (tmp_path / "gt").mkdir()
     for i in iid:
         im = src.images[i]
-        Image.open(tiny_benchmark / "val" / im["file_name"]).resize((W, H), Image.BILINEAR).save(tmp_path / "images" / im["file_name"])
-        ids = read_ids(tiny_benchmark / "annotations" / "panoptic_val" / src.annotations[i]["file_name"], "gt", i)
-        write_ids(tmp_path / "gt" / src.annotations[i]["file_name"], np.asarray(Image.fromarray(ids).resize((W, H), Image.NEAREST)))
+        big = Image.open(tiny_benchmark / "val" / im["file_name"]).resize((W, H), Image.BILINEAR)
+        big.save(tmp_path / "images" / im["file_name"])
+        png = src.annotations[i]["file_name"]
+        ids = read_ids(tiny_benchmark / "annotations" / "panoptic_val" / png, "gt", i)
+        write_ids(tmp_path / "gt" / png, np.asarray(Image.fromarray(ids).resize((W, H), Image.NEAREST)))
     gt_json = tmp_path / "gt.json"
     gt_json.write_text(json.dumps({"images": [dict(src.images[i], height=H, width=W) for i in iid],
-                                   "annotations": [src.annotations[i] for i in iid], "categories": src.raw["categories"]}))
+                                   "annotations": [src.annotations[i] for i in iid],
+                                   "categories": src.raw["categories"]}))
     images = [tmp_path / "images" / src.images[i]["file_name"] for i in iid]
     every = InferenceConfig(object_threshold=0.0)  # a 3-step segmenter is never confident: keep every query
     predict_images(images, [], tmp_path / "p", files, every, classifier=fast)

@@ -19,8 +19,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from zeroseg.atomic import read_json
-from zeroseg.data.panoptic import (MAX_INT64, MAX_SIDE, PanopticDataset, _file_name, _flag, _int, _require, _show, _text,
-                                   read_id_png, segment_info, write_ids)
+from zeroseg.data.panoptic import (MAX_INT64, MAX_SIDE, PanopticDataset, _file_name, _flag, _int, _require, _show,
+                                   _text, read_id_png, segment_info, write_ids)
 from zeroseg.errors import DataError
 
 
@@ -77,7 +77,8 @@ def load_instances(path: str | os.PathLike) -> dict[str, Any]:
     and range, so a malformed file fails here with a :class:`DataError` naming the file and field."""
     raw = read_json(path, "COCO instances file")
     if not isinstance(raw, dict):
-        raise DataError(f"{path}: the top level must be an object (is this a COCO instances file?), got {type(raw).__name__}")
+        raise DataError(f"{path}: the top level must be an object (is this a COCO instances file?), "
+                        f"got {type(raw).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(raw.get(key), list):
             raise DataError(f"{path}: field '{key}' missing or not a list (is this a COCO instances file?)")
@@ -107,7 +108,8 @@ def load_instances(path: str | os.PathLike) -> dict[str, Any]:
             if key not in a:
                 raise DataError(f"{path}: annotations[{i}] has no field '{key}'")
         if type(a["category_id"]) is not int or a["category_id"] not in cats:
-            raise DataError(f"{path}: annotations[{i}] (image {_show(a['image_id'])}): unknown category_id {_show(a['category_id'])}")
+            raise DataError(f"{path}: annotations[{i}] (image {_show(a['image_id'])}): "
+                            f"unknown category_id {_show(a['category_id'])}")
         if type(a["image_id"]) is not int or a["image_id"] not in images:
             raise DataError(f"{path}: annotations[{i}]: image_id {_show(a['image_id'])} is not in 'images'")
         where = f"annotations[{i}] (image {a['image_id']})"
