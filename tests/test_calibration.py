@@ -76,7 +76,13 @@ def test_area_of_known_curves():
     assert ausuc([1.0, 0.5, 0.5, 0.0], [0.0, 0.6, 0.4, 0.4]) == pytest.approx(0.45 - 0.1)
     with pytest.raises(ValueError):
         ausuc([1.0], [0.0])
-    assert np.isfinite(ausuc(np.linspace(1, 0, 11), np.linspace(0, 1, 11)))
+    u = np.linspace(0, 1, 11)
+    assert ausuc(1 - u, u) == pytest.approx(0.5, abs=1e-12)  # a straight line: the trapezoids are exact
+    # seen = 1 - unseen², 10 steps of h = 0.1: the trapezoid rule's error on a parabola is exact,
+    # ∫(1 - u²) du - h² (b - a) f''/12 = 2/3 - 0.01 * 2/12
+    assert ausuc(1 - u**2, u) == pytest.approx(2 / 3 - 0.01 / 6, abs=1e-12)
+    # γ order runs from unseen 0 to unseen max: the same points reversed give the negated area
+    assert ausuc((1 - u**2)[::-1], u[::-1]) == pytest.approx(-(2 / 3 - 0.01 / 6), abs=1e-12)
 
 
 def test_curve_scores_every_offset_of_its_grid_through_the_tables_entry():

@@ -16,8 +16,12 @@ a server that has done their imports once, see FORK_SERVER):
    Parquet, PNG and torch files included: none differs legitimately) and the folder holds
    exactly what the clean run left (the killed runs' temporaries are gone).
 
-The segmenter's own training is covered elsewhere (exact resume); embed and train_generator
-write one file each through the same zeroseg.atomic.atomic_file as retrain_classifier.
+A kill INSIDE a multi-output commit (``ZEROSEG_TEST_KILL_IN_COMMIT=N``: after the N-th removal
+or rename) is checked at every step on a tiny commit, and on the evaluate stage followed by the
+report stage, which must refuse the half-committed row (check_commit_state).
+
+The segmenter's own training is covered elsewhere (exact resume); train_generator writes one
+file through the same zeroseg.atomic.atomic_file as retrain_classifier.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import yaml
 from tests.conftest import ROOT, read_json, subprocess_env
 from tests.test_generator import SMALL, _emb
 from tests.test_segmenter import TINY
-from zeroseg.atomic import KILL_AFTER_WRITES
+from zeroseg.atomic import KILL_AFTER_WRITES, KILL_IN_COMMIT
 
 ROOT_STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 COCO_STAGES = yaml.safe_load((ROOT / "pipelines" / "coco-pipeline.yaml").read_text())["stages"]
@@ -192,17 +196,21 @@ def make_previous(path: Path) -> None:
         path.write_text("the previous version\n")
 
 
-def stage_env(kill_after: int | None = None) -> dict[str, str]:
+def stage_env(kill_after: int | None = None, hook: str = KILL_AFTER_WRITES) -> dict[str, str]:
+    """The subprocess environment; ``hook=N`` when ``kill_after`` is N (KILL_AFTER_WRITES: the N-th
+    file or chunk written; KILL_IN_COMMIT: the N-th removal or rename of a multi-output commit)."""
     env = subprocess_env()
     env.pop(KILL_AFTER_WRITES, None)
+    env.pop(KILL_IN_COMMIT, None)
     if kill_after is not None:
-        env[KILL_AFTER_WRITES] = str(kill_after)
+        env[hook] = str(kill_after)
     return env
 
 
-def run_fresh(argv: list[str], work: Path, kill_after: int | None = None) -> tuple[int, str]:
+def run_fresh(argv: list[str], work: Path, kill_after: int | None = None,
+              hook: str = KILL_AFTER_WRITES) -> tuple[int, str]:
     """The stage in a fresh interpreter: (return code, -9 when SIGKILLed; its output)."""
-    r = subprocess.run(argv, cwd=work, env=stage_env(kill_after), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(argv, cwd=work, env=stage_env(kill_after, hook), capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -259,9 +267,10 @@ def run_forked(tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     count = iter(range(10**6))
 
-    def run(argv: list[str], work: Path, kill_after: int | None = None) -> tuple[int, str]:
+    def run(argv: list[str], work: Path, kill_after: int | None = None,
+            hook: str = KILL_AFTER_WRITES) -> tuple[int, str]:
         log = logs / f"{next(count)}.log"
-        server.stdin.write(json.dumps({"argv": argv, "cwd": str(work), "env": stage_env(kill_after),
+        server.stdin.write(json.dumps({"argv": argv, "cwd": str(work), "env": stage_env(kill_after, hook),
                                        "log": str(log)}) + "\n")
         server.stdin.flush()
         rc = server.stdout.readline()
@@ -375,3 +384,115 @@ def test_report(tmp_path, world, run_forked):
                                      "data/features/train_unseen", "data/features/val", "data/benchmark", "data/split"])
     assert len(outs) == 8
     check_interrupts(run_forked, work, argv, outs, kills=(1, 8))
+
+
+def test_embed(tmp_path, world, run_forked):
+    """One file (the class table) in the declared output folder data/embed, with the packaged
+    GloVe vectors (offline, fast): killed after it is written, before its rename; the folder
+    holds no temporary afterwards (dvc hashes the whole folder)."""
+    argv, outs = stage_command("embed")
+    assert outs == ["data/embed"]
+    work = workdir(tmp_path, world, ["data/split"], dict(PARAMS, embed={"source": "glove"}))
+    check_interrupts(run_forked, work, argv, outs, kills=(1,))
+
+
+def test_eval_segmenter(tmp_path, world, run_forked):
+    """Two metrics committed together: kills after the full JSON and after the headline, before the commit."""
+    argv, outs = stage_command("eval_segmenter")
+    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/val", "data/benchmark", "data/split"])
+    assert len(outs) == 2
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
+
+
+def test_retrain_baseline(tmp_path, world, run_forked):
+    """retrain_classifier.py --baseline projection (no generator): one write, killed before its rename."""
+    argv, outs = stage_command("retrain_baseline", **{"item.row": "projection", "item.seed": SEED})
+    assert "--baseline" in argv and outs == [f"data/heads/projection-s{SEED}.pt"]
+    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/train_seen",
+                                     "data/features/train_unseen", "data/embed/classes.parquet", "data/split"])
+    check_interrupts(run_forked, work, argv, outs, kills=(1,))
+
+
+def test_evaluate_baseline(tmp_path, world, run_forked):
+    """stages/evaluate.py on the projection head: kills after the table and after the metric."""
+    argv, outs = stage_command("evaluate_baseline", **{"item.row": "projection", "item.seed": SEED})
+    work = workdir(tmp_path, world, [f"data/heads/projection-s{SEED}.pt", "data/features/val", "data/benchmark",
+                                     "data/split"])
+    assert len(outs) == 3 and outs[-1] == f"metrics/rows/projection-s{SEED}.json"
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 3))
+
+
+# ---- a kill inside the multi-output commit --------------------------------------------------
+
+def check_commit_state(outs: list[str], state: dict, previous: dict, new: dict, where: str) -> None:
+    """After a kill inside a commit of ``outs`` (the headline last): each output absent, previous
+    or new; never previous beside new; the last present only beside the whole set of its version."""
+    kinds = {}
+    for o in outs:
+        kinds[o] = "absent" if state[o] is None else "previous" if state[o] == previous[o] else \
+            "new" if state[o] == new[o] else "partial"
+    assert "partial" not in kinds.values(), f"{where}: a partial output: {kinds}"
+    assert not {"previous", "new"} <= set(kinds.values()), f"{where}: previous outputs beside new ones: {kinds}"
+    if kinds[outs[-1]] != "absent":
+        assert len(set(kinds.values())) == 1, f"{where}: the headline {outs[-1]} is readable beside {kinds}"
+
+
+COMMIT_SCRIPT = r"""
+import pathlib, sys
+from zeroseg.atomic import atomic_outputs
+tag = sys.argv[1]
+with atomic_outputs() as outs:
+    with outs.file("table.parquet") as tmp:
+        tmp.write_text("table " + tag)
+    with outs.dir("store") as tmp:
+        (tmp / "chunk").write_text("store " + tag)
+    with outs.file("metric.json") as tmp:
+        tmp.write_text("metric " + tag)
+"""
+
+
+@pytest.mark.parametrize("step", range(1, 7))
+def test_kill_at_every_step_of_a_commit(tmp_path, step):
+    """Three outputs (a file, a folder, the headline metric) committed over a previous set: 3
+    removals then 3 renames; a SIGKILL after each step leaves a state no reader can mistake for
+    a set (check_commit_state); the next run replaces it with the new set and no temporary."""
+    outs = ["table.parquet", "store", "metric.json"]
+    env = dict(subprocess_env(), PYTHONPATH=str(ROOT))
+    run = lambda tag, **extra: subprocess.run([sys.executable, "-c", COMMIT_SCRIPT, tag], cwd=tmp_path,  # noqa: E731
+                                              env=dict(env, **extra), timeout=60).returncode
+    assert run("new") == 0
+    new, clean = {o: snapshot(tmp_path / o) for o in outs}, listing(tmp_path)
+    assert run("previous") == 0
+    previous = {o: snapshot(tmp_path / o) for o in outs}
+    assert run("new", **{KILL_IN_COMMIT: str(step)}) == -signal.SIGKILL
+    state = {o: snapshot(tmp_path / o) for o in outs}
+    check_commit_state(outs, state, previous, new, f"killed after commit step {step}")
+    assert [o for o in outs if state[o] == new[o]] == outs[:max(0, step - 3)]  # renamed in order, the headline last
+    assert run("new") == 0
+    assert {o: snapshot(tmp_path / o) for o in outs} == new and listing(tmp_path) == clean
+
+
+def test_evaluate_killed_inside_its_commit_is_not_read_by_the_report(tmp_path, world, run_forked):
+    """The evaluate stage (per-class table, curve, the row's metric) killed inside its commit: at
+    the first removal, the first rename and the second; then the report stage, which reads the
+    rows together, refuses the row (its metric is absent) instead of reading a half set."""
+    argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
+    rows = "metrics/rows"
+    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark",
+                                     "data/split", f"{rows}/projection-s{SEED}.json"])
+    report, _ = stage_command("report")
+    rc, log = run_forked(argv, work)
+    assert rc == 0, log[-3000:]
+    new, clean = {o: snapshot(work / o) for o in outs}, listing(work)
+    for step in (1, 4, 5):
+        for o in outs:
+            make_previous(work / o)
+        previous = {o: snapshot(work / o) for o in outs}
+        rc, log = run_forked(argv, work, kill_after=step, hook=KILL_IN_COMMIT)
+        assert rc == -signal.SIGKILL, f"not killed at commit step {step} (rc {rc}): {log[-3000:]}"
+        check_commit_state(outs, {o: snapshot(work / o) for o in outs}, previous, new, f"commit step {step}")
+        rc, log = run_forked(report, work)
+        assert rc == 2 and f"metrics of ablation row '{ROW}' missing" in log and outs[-1] in log, log[-3000:]
+    rc, log = run_forked(argv, work)
+    assert rc == 0, log[-3000:]
+    assert {o: snapshot(work / o) for o in outs} == new and listing(work) == clean

@@ -19,6 +19,18 @@ from zeroseg.metrics.summary import harmonic_mean
 from zeroseg.metrics.universal import UniversalEvaluator, evaluate_files
 
 
+@pytest.fixture(params=["synthetic", "coco-mini"])
+def refset(request, tiny_benchmark) -> tuple:
+    """(GT JSON, GT PNG folder, unseen preset) of the independent-reference tests: the small embedded
+    benchmark's val set built in the session (always there, so CI without ../shared keeps the
+    check against panopticapi and COCOeval) and the real COCO mini (skipped when absent)."""
+    if request.param == "synthetic":
+        js = tiny_benchmark / "annotations" / "panoptic_val.json"
+        return js, js.with_suffix(""), "benchmark-default"
+    request.getfixturevalue("coco_mini")
+    return COCO_JSON, COCO_PNG, "coco-zsp"
+
+
 def _reference(gt_json, gt_dir, pred_json, pred_dir):
     from panopticapi.evaluation import pq_compute_single_core
 
@@ -31,10 +43,11 @@ def _reference(gt_json, gt_dir, pred_json, pred_dir):
 
 
 @pytest.mark.parametrize("kinds", [(k,) for k in KINDS] + [KINDS])
-def test_pq_equals_panopticapi(coco_mini, tmp_path, kinds):
-    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=len(kinds), kinds=kinds, strength=0.6)
-    ours = pq_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp")
-    stat, cats = _reference(COCO_JSON, COCO_PNG, pj, pd_)
+def test_pq_equals_panopticapi(refset, tmp_path, kinds):
+    gt_json, gt_png, unseen = refset
+    pj, pd_ = perturb_folder(gt_json, gt_png, tmp_path / "p", seed=len(kinds), kinds=kinds, strength=0.6)
+    ours = pq_files(gt_json, gt_png, pj, pd_, unseen)
+    stat, cats = _reference(gt_json, gt_png, pj, pd_)
     for isthing, key in ((None, "pq"), (True, "pq_things"), (False, "pq_stuff")):
         ref, per = stat.pq_average(cats, isthing)
         assert ours.flat()[key] == pytest.approx(ref["pq"], abs=1e-9)
@@ -50,13 +63,15 @@ def test_pq_equals_panopticapi(coco_mini, tmp_path, kinds):
             assert mine[m] == pytest.approx(r[m], abs=1e-9)
 
 
-def test_pq_equals_public_pq_compute(coco_mini, tmp_path):
+def test_pq_equals_public_pq_compute(refset, tmp_path):
     from panopticapi.evaluation import pq_compute
 
-    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=7)
+    gt_json, gt_png, _ = refset
+    pj, pd_ = perturb_folder(gt_json, gt_png, tmp_path / "p", seed=7)
     with contextlib.redirect_stdout(io.StringIO()):
-        ref = pq_compute(str(COCO_JSON), str(pj), str(COCO_PNG), str(pd_))
-    flat = pq_files(COCO_JSON, COCO_PNG, pj, pd_).flat()
+        ref = pq_compute(str(gt_json), str(pj), str(gt_png), str(pd_))
+    flat = pq_files(gt_json, gt_png, pj, pd_).flat()
+    assert 0 < ref["All"]["pq"] < 1  # a perturbed prediction: neither perfect nor empty
     for name, suffix in (("All", ""), ("Things", "_things"), ("Stuff", "_stuff")):
         for m in ("pq", "sq", "rq"):
             assert flat[m + suffix] == pytest.approx(ref[name][m], abs=1e-9)
@@ -67,11 +82,11 @@ def test_perfect_prediction(coco_mini):
     assert flat["pq"] == flat["pq_seen"] == flat["pq_unseen"] == flat["pq_hm"] == 1.0
 
 
-def _instance_and_semantic_files(pred_json, pred_dir, out, seed=0):
+def _instance_and_semantic_files(pred_json, pred_dir, out, seed=0, gt_json=COCO_JSON):
     """From a perturbed panoptic folder: a COCO results file (each thing segment a detection with
     a random score, plus a shifted duplicate that overlaps it) and semantic PNGs (category ids)."""
     rng = np.random.default_rng(seed)
-    gt = load_panoptic(COCO_JSON)
+    gt = load_panoptic(gt_json)
     things = {c for c, cat in gt.categories.items() if cat.isthing}
     dets, sem_dir = [], out / "semantic"
     sem_dir.mkdir(parents=True)
@@ -90,17 +105,18 @@ def _instance_and_semantic_files(pred_json, pred_dir, out, seed=0):
     return out / "instances.json", sem_dir
 
 
-def test_segm_ap50_equals_pycocotools(coco_mini, tmp_path):
-    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=3)
-    res, sem = _instance_and_semantic_files(pj, pd_, tmp_path / "f")
-    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", instances_json=res)
+def test_segm_ap50_equals_pycocotools(refset, tmp_path):
+    gt_json, gt_png, unseen = refset
+    pj, pd_ = perturb_folder(gt_json, gt_png, tmp_path / "p", seed=3)
+    res, sem = _instance_and_semantic_files(pj, pd_, tmp_path / "f", gt_json=gt_json)
+    flat, _ = evaluate_files(gt_json, gt_png, pj, pd_, unseen, instances_json=res)
     assert "miou" not in flat  # no semantic prediction: not scored
     # independent: the ground truth's thing segments as a COCO instances file, COCOeval as a user runs it
-    gt = read_json(COCO_JSON)
+    gt = read_json(gt_json)
     things = {c["id"] for c in gt["categories"] if c["isthing"]}
     anns = []
     for a in gt["annotations"]:
-        ids = read_id_png(COCO_PNG, a)
+        ids = read_id_png(gt_png, a)
         for s in a["segments_info"]:
             if s["category_id"] in things:
                 rle = encode_masks((ids == s["id"])[None])[0]
@@ -142,18 +158,26 @@ def test_instances_ground_truth_file_replaces_the_panoptic_things(coco_mini, tmp
     assert read_json(tmp_path / "e.json")["map50"] == pytest.approx(fewer["map50"])
 
 
-def test_semantic_against_brute_force(coco_mini, tmp_path):
+def test_semantic_against_brute_force(refset, tmp_path):
     """detectron2's mIoU: IoU summed over classes with GT pixels / classes with GT or predicted
     pixels (GT VOID ignored), on semantic PNGs read from a folder."""
-    pj, pd_ = perturb_folder(COCO_JSON, COCO_PNG, tmp_path / "p", seed=4)
-    _, sem_dir = _instance_and_semantic_files(pj, pd_, tmp_path / "f")
-    flat, _ = evaluate_files(COCO_JSON, COCO_PNG, pj, pd_, "coco-zsp", semantic_dir=sem_dir)
+    gt_json, gt_png, unseen = refset
+    pj, pd_ = perturb_folder(gt_json, gt_png, tmp_path / "p", seed=4)
+    _, sem_dir = _instance_and_semantic_files(pj, pd_, tmp_path / "f", gt_json=gt_json)
+    gt = load_panoptic(gt_json)
+    in_gt = {s["category_id"] for a in gt.annotations.values() for s in a["segments_info"]}
+    absent = sorted(set(gt.categories) - in_gt)
+    if absent:  # a class only predicted: its IoU counts 0 for mIoU's mean only if it has GT pixels (it has none)
+        first = sorted(sem_dir.iterdir())[0]
+        sem = np.asarray(Image.open(first)).copy()
+        sem[:, : sem.shape[1] // 2] = absent[0]
+        Image.fromarray(sem).save(first)
+    flat, _ = evaluate_files(gt_json, gt_png, pj, pd_, unseen, semantic_dir=sem_dir)
     assert "map50" not in flat
-    gt = load_panoptic(COCO_JSON)
     preds = {a["image_id"]: a for a in read_json(pj)["annotations"]}
     inter, union, gtpix = {}, {}, {}
     for iid, ann in gt.annotations.items():
-        g = read_id_png(COCO_PNG, ann)
+        g = read_id_png(gt_png, ann)
         gsem = np.zeros(g.shape, int)
         for s in ann["segments_info"]:
             gsem[g == s["id"]] = s["category_id"]
@@ -167,7 +191,8 @@ def test_semantic_against_brute_force(coco_mini, tmp_path):
     ious = [inter[c] / union[c] if gtpix[c] > 0 else 0.0 for c in inter]
     assert any(gtpix[c] == 0 for c in inter)  # the perturbation predicts some class absent from the GT
     assert flat["miou"] == pytest.approx(np.mean(ious), abs=1e-12)
-    r = CliRunner().invoke(app, ["evaluate", str(COCO_JSON), str(COCO_PNG), str(pj), str(pd_), "--semantic-dir", str(sem_dir)])
+    r = CliRunner().invoke(app, ["evaluate", str(gt_json), str(gt_png), str(pj), str(pd_),
+                                 "--semantic-dir", str(sem_dir)])
     assert r.exit_code == 0 and "miou" in r.output, r.output
 
 

@@ -15,7 +15,7 @@ from zeroseg.data.prepare import PrepareConfig
 from zeroseg.embed.sources import EmbedConfig
 from zeroseg.evaluate.ceilings import CeilingsConfig
 from zeroseg.evaluate.fidelity import FidelityConfig
-from zeroseg.evaluate.score import InferenceConfig
+from zeroseg.evaluate.inference import InferenceConfig
 from zeroseg.features.dump import DumpConfig
 from zeroseg.generator.config import GeneratorConfig
 from zeroseg.generator.rows import row_generator

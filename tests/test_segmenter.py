@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -267,13 +269,20 @@ def test_dump_stores_compact_masks_and_scores_them(trained, tiny_benchmark):
     from zeroseg.evaluate.score import evaluate_segmenter
 
     gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
-    scores = {}
-    for size in (0, 8):
+    scores, masks = {}, {}
+    for size in (0, 16, 8):
         r = dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / f"val{size}", DumpConfig(batch_size=4, mask_size=size),
                           gt_dir, keep_masks=True, show_progress=False)
         st = FeatureStore(r.store)
-        assert next(st.mask_shards())["masks"].shape[2:] == ((16, 16) if size == 0 else (8, 8))
+        masks[size] = np.concatenate([s["masks"][:] for s in st.mask_shards()]).astype(np.float32)
+        assert masks[size].shape[2:] == ((16, 16) if size in (0, 16) else (8, 8))
         scores[size] = evaluate_segmenter(res.checkpoint, r.store, gt_json, gt_dir, split.all_json, InferenceConfig(0.0))
+    # the model's own side (image_size / 4 = 16) given explicitly is the full store: same masks, same scores
+    assert np.array_equal(masks[16], masks[0]) and scores[16] == scores[0]
+    # a compact side keeps each 2x2 block's mean logit (area resampling; float16 storage: ~1e-3 relative)
+    full = masks[0]
+    pooled = full.reshape(*full.shape[:2], 8, 2, 8, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(masks[8], pooled, rtol=2e-3, atol=2e-3 * np.abs(full).max())
     assert set(scores[0]) == set(scores[8]) and scores[8]["pq"] is not None
     with pytest.raises(ConfigError, match="dump.mask_size 32 exceeds"):
         dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / "val32", DumpConfig(mask_size=32), gt_dir,
@@ -365,23 +374,25 @@ def test_pretrained_backbone_from_local_folder(tmp_path):
         build_model(dataclasses.replace(cfg, backbone_widths=(16, 32, 64, 128), pretrained_backbone=str(tmp_path / "resnet")), 4)
 
 
-def test_predict_own_images_with_a_new_class(trained, tiny_benchmark, tmp_path):
-    """`zeroseg predict` on a real photo and a synthetic image: formats, not accuracy."""
-    from typer.testing import CliRunner
+FAST_HEAD = {"iterations": 20, "images_per_batch": 2}  # the head predict retrains: 20 steps, not 3000
 
-    from zeroseg.cli import app
+
+@pytest.fixture(scope="module")
+def predict_run(trained, tiny_benchmark, tmp_path_factory):
+    """A pipeline run's files that `zeroseg predict` reads (ModelFiles.from_root): the trained TINY
+    segmenter, its split, the seen dump, GloVe class embeddings (packaged, 50-d) and a 3-step
+    generator. Tests that alter a file work on a copy (``run_copy``)."""
     from zeroseg.embed.sources import EmbedConfig
     from zeroseg.embed.vectors import embed_classes
     from zeroseg.generator.config import GeneratorConfig
     from zeroseg.generator.train import train_generator
 
     d, split, res, cfg = trained
-    root = tmp_path / "run"
+    root = tmp_path_factory.mktemp("run") / "run"
     (root / "data/segmenter").mkdir(parents=True)
-    shutil_copy = __import__("shutil").copy
-    shutil_copy(res.checkpoint, root / "data/segmenter/model.pt")
+    shutil.copy(res.checkpoint, root / "data/segmenter/model.pt")
     (root / "data/split").mkdir()
-    shutil_copy(split.all_json, root / "data/split/panoptic_train_all.json")
+    shutil.copy(split.all_json, root / "data/split/panoptic_train_all.json")
     dump_features(res.checkpoint, split.seen_json, tiny_benchmark / "train", root / "data/features/train_seen",
                   DumpConfig(batch_size=4), tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
     embed_classes(split.all_json, EmbedConfig(source="glove"), root / "data/embed/classes.parquet")
@@ -389,10 +400,37 @@ def test_predict_own_images_with_a_new_class(trained, tiny_benchmark, tmp_path):
                                     per_class=4, unseen_per_class=2, min_iou=0.0),
                     root / "data/features/train_seen", root / "data/embed/classes.parquet",
                     root / "data/generators/pading-s0.pt", show_progress=False)
+    (root / "params.yaml").write_text(yaml.safe_dump({"classifier": FAST_HEAD, "inference": {}}))  # predict --params
+    return root
+
+
+def run_copy(predict_run, tmp_path):
+    """A private copy of the run (links to its large files) whose embeddings file may be replaced."""
+    root = tmp_path / "run"
+    for rel in ("data/segmenter", "data/split", "data/features", "data/generators"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(predict_run / rel, root / rel)
+    (root / "data/embed").mkdir(parents=True)
+    shutil.copy(predict_run / "data/embed/classes.parquet", root / "data/embed/classes.parquet")
+    return root
+
+
+def _predict(run, args):
+    """`zeroseg predict ARGS --params` the run's params.yaml (its fast head recipe)."""
+    from typer.testing import CliRunner
+
+    from zeroseg.cli import app
+
+    return CliRunner().invoke(app, ["predict", *map(str, args), "--params", str(run / "params.yaml")])
+
+
+def test_predict_own_images_with_a_new_class(trained, predict_run, tiny_benchmark, tmp_path):
+    """`zeroseg predict` on a real photo and a synthetic image: formats, not accuracy."""
+    d, split, res, cfg = trained
+    root = predict_run
     photo = COCO_MINI / "train2017" / "000000000009.jpg"  # a real photo, when ../shared is there
     images = ([str(photo)] if photo.exists() else []) + [str(tiny_benchmark / "val" / "000001000001.jpg")]
-    r = CliRunner().invoke(app, ["predict", *images,
-                                 "--classes", "purple star, zebra", "--run-dir", str(root), "--out", str(tmp_path / "p")])
+    r = _predict(root, [*images, "--classes", "purple star, zebra", "--run-dir", root, "--out", tmp_path / "p"])
     assert r.exit_code == 0, r.output
     pred = read_json(tmp_path / "p" / "predictions.json")
     names = {c["name"]: c["id"] for c in pred["categories"]}
@@ -404,8 +442,167 @@ def test_predict_own_images_with_a_new_class(trained, tiny_benchmark, tmp_path):
         assert set(np.unique(ids).tolist()) - {0} == {s["id"] for s in ann["segments_info"]}
         assert all(s["category_id"] in names.values() for s in ann["segments_info"])
         assert Image.open(tmp_path / "p" / "overlay" / ann["file_name"]).format == "PNG"
-    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.jpg"), "--run-dir", str(root), "--out", str(tmp_path / "q")])
+    bad = _predict(root, [tmp_path / "nope.jpg", "--run-dir", root, "--out", tmp_path / "q"])
     assert bad.exit_code == 2 and "nope.jpg" in bad.output and not (tmp_path / "q").exists()
+
+
+def _one_line_error(r, *needles) -> None:
+    """`zeroseg predict` failed with exit code 2 and one line ``error: ...`` naming each needle."""
+    assert r.exit_code == 2, (r.output, r.exception)
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    for n in needles:
+        assert str(n) in lines[0], (n, r.output)
+
+
+def test_predict_refuses_corrupt_images(predict_run, tiny_benchmark, tmp_path):
+    """A corrupt (truncated) or non-image file: one line naming it, and no output folder."""
+    good = tiny_benchmark / "val" / "000001000001.jpg"
+    truncated, text = tmp_path / "cut.jpg", tmp_path / "notes.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    text.write_text("not an image\n")
+    for bad in (truncated, text):
+        r = _predict(predict_run, [good, bad, "--run-dir", predict_run, "--out", tmp_path / "p"])
+        _one_line_error(r, bad, "unreadable or corrupt image")
+        assert not (tmp_path / "p").exists() and not list(tmp_path.glob(".p.*"))
+
+
+@pytest.mark.parametrize("rel, what", [
+    ("data/segmenter/model.pt", "checkpoint not found"),
+    ("data/generators/pading-s0.pt", "generator checkpoint not found"),
+    ("data/embed/classes.parquet", "class-embedding file not found"),
+    ("data/split/panoptic_train_all.json", "not found"),
+    ("data/features/train_seen", "not a finished feature store"),
+])
+def test_predict_names_a_missing_run_file(predict_run, tiny_benchmark, tmp_path, rel, what):
+    root = tmp_path / "run"
+    for sub in ("data/segmenter/model.pt", "data/generators/pading-s0.pt", "data/embed/classes.parquet",
+                "data/split/panoptic_train_all.json", "data/features/train_seen"):
+        if sub != rel:
+            (root / sub).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(predict_run / sub, root / sub)
+    r = _predict(predict_run, [tiny_benchmark / "val" / "000001000001.jpg", "--run-dir", root, "--out", tmp_path / "p"])
+    _one_line_error(r, root / rel, what)
+    assert not (tmp_path / "p").exists()
+
+
+def test_predict_refuses_new_names_on_an_attributes_run(predict_run, tiny_benchmark, tmp_path):
+    """embed.source attributes embeds each class by its attribute words: a free-text name has none.
+    Without new names the run predicts as usual."""
+    from zeroseg.embed.sources import EmbedConfig
+    from zeroseg.embed.vectors import embed_classes
+
+    d = run_copy(predict_run, tmp_path)
+    emb = d / "data/embed/classes.parquet"
+    embed_classes(d / "data/split/panoptic_train_all.json", EmbedConfig(source="attributes", attribute_words="glove"),
+                  emb)
+    image = tiny_benchmark / "val" / "000001000001.jpg"
+    r = _predict(predict_run, [image, "--classes", "zebra", "--run-dir", d, "--out", tmp_path / "p"])
+    _one_line_error(r, emb, "attributes")
+    assert not (tmp_path / "p").exists()
+    assert _predict(predict_run, [image, "--run-dir", d, "--out", tmp_path / "p"]).exit_code == 0
+
+
+def test_predict_refuses_an_embedding_dimension_mismatch(predict_run, tiny_benchmark, tmp_path):
+    """The run's embed settings now give 6-d vectors (a table) but its generator was trained on
+    50-d GloVe: a new name cannot be synthesised; the message names both files and both sizes."""
+    from zeroseg.embed.sources import EmbedConfig
+    from zeroseg.embed.vectors import embed_classes
+
+    d = run_copy(predict_run, tmp_path)
+    names = [c["name"] for c in read_json(d / "data/split/panoptic_train_all.json")["categories"]] + ["zebra"]
+    np.save(tmp_path / "t.npy", np.random.default_rng(0).normal(size=(len(names), 6)))
+    (tmp_path / "names.txt").write_text("".join(f"{n}\n" for n in names))
+    emb = d / "data/embed/classes.parquet"
+    embed_classes(d / "data/split/panoptic_train_all.json",
+                  EmbedConfig(source="table", table=str(tmp_path / "t.npy"), table_names=str(tmp_path / "names.txt")),
+                  emb)
+    r = _predict(predict_run, [tiny_benchmark / "val" / "000001000001.jpg", "--classes", "zebra", "--run-dir", d,
+                               "--out", tmp_path / "p"])
+    _one_line_error(r, emb, d / "data/generators/pading-s0.pt", "6-d", "50-d")
+    assert not (tmp_path / "p").exists()
+
+
+def test_predict_keeps_inputs_with_the_same_file_stem_apart(predict_run, tiny_benchmark, tmp_path):
+    """a/x.jpg and b/x.jpg (different pictures): each gets its own PNGs, named in predictions.json;
+    nothing is overwritten (the outputs equal those of predicting each alone)."""
+    from zeroseg.data.panoptic import read_ids
+
+    for sub, src in (("a", "000001000001.jpg"), ("b", "000001000002.jpg")):
+        (tmp_path / sub).mkdir()
+        shutil.copy(tiny_benchmark / "val" / src, tmp_path / sub / "x.jpg")
+    r = _predict(predict_run, [tmp_path / "a/x.jpg", tmp_path / "b/x.jpg", "--run-dir", predict_run,
+                               "--out", tmp_path / "both"])
+    assert r.exit_code == 0, r.output
+    pred = read_json(tmp_path / "both" / "predictions.json")
+    pngs = [a["file_name"] for a in pred["annotations"]]
+    assert len(set(pngs)) == 2
+    for sub in ("panoptic", "semantic", "overlay"):
+        assert sorted(p.name for p in (tmp_path / "both" / sub).iterdir()) == sorted(pngs)
+    for k, sub in enumerate(("a", "b")):
+        alone = _predict(predict_run, [tmp_path / sub / "x.jpg", "--run-dir", predict_run,
+                                       "--out", tmp_path / f"alone-{sub}"])
+        assert alone.exit_code == 0, alone.output
+        one = read_json(tmp_path / f"alone-{sub}" / "predictions.json")["annotations"][0]
+        assert pred["annotations"][k]["segments_info"] == one["segments_info"]
+        assert np.array_equal(read_ids(tmp_path / "both" / "panoptic" / pngs[k], "prediction", k + 1),
+                              read_ids(tmp_path / f"alone-{sub}" / "panoptic" / one["file_name"], "prediction", 1))
+
+
+def test_predict_segments_equal_the_evaluation_path(trained, predict_run, tiny_benchmark, tmp_path):
+    """The same images through `zeroseg predict` and through the evaluation path (dump with kept
+    masks, then evaluate.score.predict_store with the same head): the same panoptic segments.
+    The images are 3 val images enlarged to 96x80 (not the 64-px square canvas), so both paths
+    resize, pad and crop the masks back."""
+    from zeroseg.data.panoptic import load_panoptic, read_ids, write_ids
+    from zeroseg.evaluate.inference import InferenceConfig
+    from zeroseg.evaluate.score import predict_store
+    from zeroseg.head.train import ClassifierConfig
+    from zeroseg.predict import ModelFiles, build_head, predict_images
+
+    d, split, res, cfg = trained
+    files, fast = ModelFiles.from_root(predict_run), ClassifierConfig(**FAST_HEAD)
+    head, _ = build_head(files, [], cfg=fast)
+    again, _ = build_head(files, [], cfg=fast)
+    assert torch.equal(head.weight, again.weight)  # the retrained head is deterministic: predict builds this one
+    src = load_panoptic(tiny_benchmark / "annotations" / "panoptic_val.json")
+    iid = sorted(src.images)[:3]
+    W, H = 96, 80
+    (tmp_path / "images").mkdir()
+    (tmp_path / "gt").mkdir()
+    for i in iid:
+        im = src.images[i]
+        big = Image.open(tiny_benchmark / "val" / im["file_name"]).resize((W, H), Image.BILINEAR)
+        big.save(tmp_path / "images" / im["file_name"])
+        png = src.annotations[i]["file_name"]
+        ids = read_ids(tiny_benchmark / "annotations" / "panoptic_val" / png, "gt", i)
+        write_ids(tmp_path / "gt" / png, np.asarray(Image.fromarray(ids).resize((W, H), Image.NEAREST)))
+    gt_json = tmp_path / "gt.json"
+    gt_json.write_text(json.dumps({"images": [dict(src.images[i], height=H, width=W) for i in iid],
+                                   "annotations": [src.annotations[i] for i in iid],
+                                   "categories": src.raw["categories"]}))
+    images = [tmp_path / "images" / src.images[i]["file_name"] for i in iid]
+    every = InferenceConfig(object_threshold=0.0)  # a 3-step segmenter is never confident: keep every query
+    predict_images(images, [], tmp_path / "p", files, every, classifier=fast)
+    pred = read_json(tmp_path / "p" / "predictions.json")
+    st = FeatureStore(dump_features(res.checkpoint, gt_json, tmp_path / "images", tmp_path / "val",
+                                    DumpConfig(batch_size=4, dtype="float32"), tmp_path / "gt", keep_masks=True,
+                                    show_progress=False).store)
+    seen = {c["id"] for c in load_checkpoint(res.checkpoint)["classes"]}
+    evaluated = dict(predict_store(st, head, every, None, set(head.class_ids) - seen))
+    compared = 0
+    for k, image_id in enumerate(iid):
+        ann = pred["annotations"][k]
+        ids = read_ids(tmp_path / "p" / "panoptic" / ann["file_name"], "prediction", k + 1)
+        ev = evaluated[image_id]
+        assert ids.shape == (H, W)
+        assert [(s["category_id"], s["area"]) for s in ann["segments_info"]] == \
+            [(s["category_id"], s["area"]) for s in ev.panoptic_segments], image_id
+        assert [s["score"] for s in ann["segments_info"]] == pytest.approx([s["score"] for s in ev.panoptic_segments],
+                                                                          abs=1e-3)
+        assert np.array_equal(ids, ev.panoptic_ids), image_id
+        compared += len(ann["segments_info"])
+    assert compared > 0  # some segments were predicted and compared
 
 
 def test_universal_scores_equal_an_independent_computation(trained, tiny_benchmark):
@@ -473,7 +670,8 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_benchmark):
         for _, pred in predict_store(st, head, InferenceConfig(0.0, seen_offset=gamma), unseen_ids=unseen):
             assert not {s["category_id"] for s in pred.panoptic_segments} & side
     m = curve_metrics(curve)
-    assert 0.0 <= m["ausuc"] <= 1.0 and m["curve_pq_seen_max"] >= curve["pq_seen"].iloc[0]
+    assert m["ausuc"] == pytest.approx(np.trapezoid(curve["pq_seen"], curve["pq_unseen"]), abs=1e-12)
+    assert m["curve_pq_seen_max"] == curve["pq_seen"].max() >= curve["pq_seen"].iloc[0]
     # `zeroseg curve` computes the same curve from files
     import pandas as pd
     from typer.testing import CliRunner

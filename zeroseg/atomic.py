@@ -12,10 +12,11 @@ no longer alive; a concurrent live writer's temporaries are never touched.
 A stage with several outputs writes them through :func:`atomic_outputs`, which commits them
 together: never a mix of previous and new outputs.
 
-Test hook: :func:`written` counts each file or chunk completed in a temporary location;
+Test hooks: :func:`written` counts each file or chunk completed in a temporary location;
 with the environment variable ``ZEROSEG_TEST_KILL_AFTER_WRITES=N`` the process kills itself
 with SIGKILL at the N-th (tests/test_interrupt.py: an interruption in the middle of a
-stage's writes). Unset, it does nothing.
+stage's writes). ``ZEROSEG_TEST_KILL_IN_COMMIT=N`` does the same after the N-th step (one
+removal of a previous version or one rename) of a multi-output commit. Unset, they do nothing.
 """
 
 from __future__ import annotations
@@ -31,18 +32,22 @@ from pathlib import Path
 from typing import Any
 
 KILL_AFTER_WRITES = "ZEROSEG_TEST_KILL_AFTER_WRITES"
-_writes = 0
+KILL_IN_COMMIT = "ZEROSEG_TEST_KILL_IN_COMMIT"
+_counts = {KILL_AFTER_WRITES: 0, KILL_IN_COMMIT: 0}
+
+
+def _count(hook: str) -> None:
+    n = os.environ.get(hook)
+    if not n:
+        return
+    _counts[hook] += 1
+    if _counts[hook] == int(n):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def written() -> None:
     """One more file or chunk complete in a temporary location (the test hook, see above)."""
-    n = os.environ.get(KILL_AFTER_WRITES)
-    if not n:
-        return
-    global _writes
-    _writes += 1
-    if _writes == int(n):
-        os.kill(os.getpid(), signal.SIGKILL)
+    _count(KILL_AFTER_WRITES)
 
 
 def _remove(path: Path) -> None:
@@ -166,15 +171,19 @@ class Outputs:
         self._gone.append(Path(final))
 
     def commit(self) -> None:
-        """Remove every previous version, then rename the temporaries into place in the order
-        they were added (put the headline metric last)."""
+        """Remove every previous version, the last added first, then rename the temporaries into
+        place in the order they were added (put the headline metric last). At every instant the
+        last output is present only while the whole set of one version is: a reader that checks
+        it (the report checks each row's metric) never reads a set half removed or half renamed."""
         for _, tmp, final in self._items:
             if not (tmp.exists() or tmp.is_symlink()):
                 raise FileNotFoundError(f"{final}: its temporary {tmp} was never written")
-        for final in [f for _, _, f in self._items] + self._gone:
+        for final in [f for _, _, f in reversed(self._items)] + self._gone:
             _remove(final)
+            _count(KILL_IN_COMMIT)
         for box, tmp, final in self._items:
             os.replace(tmp, final)
+            _count(KILL_IN_COMMIT)
             shutil.rmtree(box, ignore_errors=True)
         self._items, self._gone = [], []
 
@@ -195,9 +204,10 @@ def atomic_outputs() -> Iterator[Outputs]:
                 tmp.write_text(json_text(metrics))
 
     Each is written under a temporary name; at the commit every previous version is removed
-    before any new one is renamed into place, so an interruption leaves each output absent,
-    previous or new and complete, and never previous ones beside new ones (a later stage
-    would read a mix). On error nothing is replaced."""
+    (the last output's first) before any new one is renamed into place (the last output last),
+    so an interruption leaves each output absent, previous or new and complete, never previous
+    ones beside new ones (a later stage would read a mix), and the last output present only
+    beside the complete set of its version. On error nothing is replaced."""
     outs = Outputs()
     try:
         yield outs

@@ -268,14 +268,15 @@ def predict(
     run_dir: Path = typer.Option(Path("."), help="Root of a pipeline run (data/segmenter, data/generators, ...)."),
     generator: str = typer.Option("pading", help="Which trained generator (ablation row) synthesises the new classes."),
     seed: int = typer.Option(0, help="Which ablation seed's generator (data/generators/<row>-s<seed>.pt)."),
-    params: Optional[Path] = typer.Option(None, help="params.yaml for the 'inference' thresholds."),
+    params: Optional[Path] = typer.Option(None, help="params.yaml: 'inference' thresholds, 'classifier' head recipe."),
 ) -> None:
     """Panoptic, instance and semantic prediction for your own images; new class names are added without retraining the segmenter."""
-    from zeroseg.predict import ModelFiles, predict_images, with_inference
+    from zeroseg.predict import ModelFiles, predict_images, with_classifier, with_inference
 
     with _reported():
         res = predict_images(images, [c for c in classes.split(",") if c.strip()], out_dir,
-                             ModelFiles.from_root(run_dir, generator, seed), with_inference(params))
+                             ModelFiles.from_root(run_dir, generator, seed), with_inference(params),
+                             with_classifier(params))
     out.print(f"{len(images)} image(s) -> {res} (+ panoptic/*.png, instances.json, semantic/*.png, overlay/*.png)")
 
 

@@ -71,7 +71,9 @@ def build_head(files: ModelFiles, new_names: list[str], per_class: int = 1000,
             raise DataError(f"{files.embeddings}: embedded by attributes; new free-text names need a text source")
         vecs, _ = embed_categories([{"id": i, "name": n} for i, n in enumerate(new)], ecfg)
         if vecs.shape[1] != emb.shape[1]:
-            raise DataError(f"new class-name embeddings are {vecs.shape[1]}-d but the generator expects {emb.shape[1]}-d")
+            raise DataError(f"{files.embeddings}: its embed settings (source {ecfg.source!r}) give {vecs.shape[1]}-d "
+                            f"vectors for the new class names but the generator {files.generator} was trained on "
+                            f"{emb.shape[1]}-d ones")
         emb = torch.cat([emb, torch.from_numpy(vecs)])
         first = max(cats) + 1
         for k, n in enumerate(new):
@@ -87,13 +89,34 @@ def build_head(files: ModelFiles, new_names: list[str], per_class: int = 1000,
     return Head(w, b, ids, isthing), names
 
 
+def output_stems(images: list[str | os.PathLike]) -> list[str]:
+    """One distinct output name stem per input image: its file stem, and for a stem already taken
+    (a/x.png and b/x.png; compared case-insensitively, as on macOS and Windows) the stem with
+    the first free suffix ``-2``, ``-3``, ... (free among every input's own stem too)."""
+    stems = [Path(p).stem for p in images]
+    taken = {s.casefold() for s in stems}
+    used: set[str] = set()
+    out = []
+    for s in stems:
+        name, k = s, 1
+        while name.casefold() in used or (name != s and name.casefold() in taken):
+            k += 1
+            name = f"{s}-{k}"
+        used.add(name.casefold())
+        out.append(name)
+    return out
+
+
 def predict_images(images: list[str | os.PathLike], class_names: list[str], out_dir: str | os.PathLike,
-                   files: ModelFiles, cfg: InferenceConfig = InferenceConfig()) -> Path:
+                   files: ModelFiles, cfg: InferenceConfig = InferenceConfig(),
+                   classifier: ClassifierConfig = ClassifierConfig()) -> Path:
     """Write ``out_dir/predictions.json`` + ``out_dir/panoptic/<stem>.png`` (COCO panoptic),
     ``out_dir/instances.json`` (COCO results: overlapping RLE masks with scores),
     ``out_dir/semantic/<stem>.png`` (16-bit grey, pixel = category id) and
-    ``out_dir/overlay/<stem>.png`` (panoptic, with a legend); returns the panoptic JSON path."""
-    head, names = build_head(files, class_names)
+    ``out_dir/overlay/<stem>.png`` (panoptic, with a legend); returns the panoptic JSON path.
+    Inputs with the same file stem get distinct stems (:func:`output_stems`). ``classifier``: how
+    the head is retrained (the run's params section ``classifier``)."""
+    head, names = build_head(files, class_names, cfg=classifier)
     model, seg_cfg, seen_classes = model_from_checkpoint(files.segmenter)
     unseen = set(head.class_ids) - {c["id"] for c in seen_classes}  # the dataset's unseen + the new names
     S = seg_cfg.image_size
@@ -101,7 +124,7 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
     with atomic_dir(out_dir) as tmp:
         for sub in ("panoptic", "semantic", "overlay"):
             (tmp / sub).mkdir()
-        for k, path in enumerate(images, start=1):
+        for k, (path, stem) in enumerate(zip(images, output_stems(images)), start=1):
             p = Path(path)
             rgb = read_rgb(p, "image file missing", "unreadable or corrupt image")
             H, W = rgb.shape[:2]
@@ -115,7 +138,6 @@ def predict_images(images: list[str | os.PathLike], class_names: list[str], out_
                 logits = upsample_masks(o.masks_queries_logits[0], S, (h, w), (H, W))
                 pred = cfg.predict(head, feats, logits, unseen)
             ids, segs = pred.panoptic_ids, pred.panoptic_segments
-            stem = p.stem
             write_ids(tmp / "panoptic" / f"{stem}.png", ids)
             Image.fromarray(pred.semantic.astype(np.uint16)).save(tmp / "semantic" / f"{stem}.png")
             dets += coco_results(k, pred)
@@ -150,4 +172,13 @@ def with_inference(params: str | os.PathLike | None) -> InferenceConfig:
     from zeroseg.config import load_section
 
     return load_section(params, "inference", InferenceConfig)
+
+
+def with_classifier(params: str | os.PathLike | None) -> ClassifierConfig:
+    """The params file's ``classifier`` section (the head recipe of the run), else the defaults."""
+    if params is None or not Path(params).exists():
+        return ClassifierConfig()
+    from zeroseg.config import load_section
+
+    return load_section(params, "classifier", ClassifierConfig)
 

@@ -10,6 +10,7 @@ Pixels of no object stay VOID: the instance task has no stuff.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from zeroseg.atomic import read_json
-from zeroseg.data.panoptic import PanopticDataset, read_id_png, segment_info, write_ids
+from zeroseg.data.panoptic import (MAX_INT64, MAX_SIDE, PanopticDataset, _file_name, _flag, _int, _require, _show,
+                                   _text, read_id_png, segment_info, write_ids)
 from zeroseg.errors import DataError
 
 
@@ -42,26 +44,81 @@ def segments_to_instances(image_id: int, ids: np.ndarray, segments: list[dict], 
              "iscrowd": int(s.get("iscrowd", 0))} for s, rle in zip(things, rles)]
 
 
+def _segmentation(seg: Any, where: str, path: object, h: int, w: int) -> None:
+    """A polygon list (each a flat list of finite x, y pairs; one of fewer than 3 points is
+    accepted and paints nothing, as detectron2 drops it: official COCO files hold a few), or an
+    RLE dict whose ``size`` is the image's [height, width] and whose ``counts`` is a string or a
+    list of non-negative ints."""
+    if isinstance(seg, list):
+        for k, poly in enumerate(seg):
+            ok = isinstance(poly, list) and len(poly) % 2 == 0 and all(
+                type(v) in (int, float) and math.isfinite(v) for v in poly)
+            if not ok:
+                raise DataError(f"{path}: {where}.segmentation[{k}] must be a polygon: a flat list of (x, y) "
+                                f"number pairs, got {_show(poly)}")
+        return
+    if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
+        raise DataError(f"{path}: {where}.segmentation must be a polygon list or an RLE with 'counts' and 'size', "
+                        f"got {_show(seg)}")
+    if seg["size"] != [h, w]:
+        raise DataError(f"{path}: {where}.segmentation.size {_show(seg['size'])} is not the image's [height, width] "
+                        f"[{h}, {w}]")
+    counts = seg["counts"]
+    if isinstance(counts, list):
+        if not all(type(v) is int and v >= 0 for v in counts) or sum(counts) != h * w:
+            raise DataError(f"{path}: {where}.segmentation.counts must be non-negative run lengths summing to "
+                            f"height x width {h * w}")
+    elif not isinstance(counts, str) or not counts.isascii():
+        raise DataError(f"{path}: {where}.segmentation.counts must be an ASCII string or a list, got {_show(counts)}")
+
+
 def load_instances(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check the structure of a COCO instances JSON."""
+    """Read and check a COCO instances JSON: every field later code reads, for presence, type
+    and range, so a malformed file fails here with a :class:`DataError` naming the file and field."""
     raw = read_json(path, "COCO instances file")
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: the top level must be an object (is this a COCO instances file?), "
+                        f"got {type(raw).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(raw.get(key), list):
             raise DataError(f"{path}: field '{key}' missing or not a list (is this a COCO instances file?)")
-    cats = {c["id"] for c in raw["categories"]}
-    images = {}
-    for im in raw["images"]:
-        if im["id"] in images:
-            raise DataError(f"{path}: duplicate image id {im['id']} in 'images'")
-        images[im["id"]] = im
+    cats: set[int] = set()
+    names: set[str] = set()
+    for i, c in enumerate(raw["categories"]):
+        cid = _int(c, "id", f"categories[{i}]", path, 1, MAX_INT64)
+        name = _text(_require(c, "name", f"categories[{i}]", path), f"categories[{i}].name", path)
+        if cid in cats or name in names:
+            raise DataError(f"{path}: categories[{i}]: duplicate category id {cid} or name {name!r}")
+        cats.add(cid)
+        names.add(name)
+    images: dict[int, dict] = {}
+    for i, im in enumerate(raw["images"]):
+        iid = _int(im, "id", f"images[{i}]", path, -MAX_INT64 - 1, MAX_INT64)
+        where = f"images[{i}] (id {iid})"
+        _file_name(_require(im, "file_name", where, path), f"{where}.file_name", path, plain=False)
+        for key in ("height", "width"):
+            _int(im, key, where, path, 1, MAX_SIDE)
+        if iid in images:
+            raise DataError(f"{path}: duplicate image id {iid} in 'images'")
+        images[iid] = im
     for i, a in enumerate(raw["annotations"]):
+        if not isinstance(a, dict):
+            raise DataError(f"{path}: annotations[{i}] must be an object, got {_show(a)}")
         for key in ("image_id", "category_id", "segmentation", "area"):
             if key not in a:
                 raise DataError(f"{path}: annotations[{i}] has no field '{key}'")
-        if a["category_id"] not in cats:
-            raise DataError(f"{path}: annotations[{i}] (image {a['image_id']}): unknown category_id {a['category_id']}")
-        if a["image_id"] not in images:
-            raise DataError(f"{path}: annotations[{i}]: image_id {a['image_id']} is not in 'images'")
+        if type(a["category_id"]) is not int or a["category_id"] not in cats:
+            raise DataError(f"{path}: annotations[{i}] (image {_show(a['image_id'])}): "
+                            f"unknown category_id {_show(a['category_id'])}")
+        if type(a["image_id"]) is not int or a["image_id"] not in images:
+            raise DataError(f"{path}: annotations[{i}]: image_id {_show(a['image_id'])} is not in 'images'")
+        where = f"annotations[{i}] (image {a['image_id']})"
+        area = a["area"]
+        if type(area) not in (int, float) or not math.isfinite(area) or area < 0:
+            raise DataError(f"{path}: {where}.area must be a non-negative number, got {_show(area)}")
+        _flag(a, "iscrowd", where, path, 0)
+        im = images[a["image_id"]]
+        _segmentation(a["segmentation"], where, path, im["height"], im["width"])
     return raw
 
 
@@ -80,6 +137,7 @@ def annotation_mask(ann: dict[str, Any], h: int, w: int) -> np.ndarray:
     """(H, W) bool mask of a polygon, RLE or uncompressed-RLE segmentation."""
     seg = ann["segmentation"]
     if isinstance(seg, list):
+        seg = [p for p in seg if len(p) >= 6]  # a polygon of < 3 points has no area (pycocotools would misread it)
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if seg else None
     elif isinstance(seg.get("counts"), list):
         rle = mask_utils.frPyObjects(seg, h, w)
