@@ -181,9 +181,9 @@ def _stages(dvc_yaml: Path, params: dict) -> dict[str, dict]:
             name = m.group(1)
             if name == "key":
                 return key
-            if name.startswith("item."):
-                return str(item[name[5:]])
             value: object = params
+            if name.startswith("item."):
+                value, name = item, name[5:]
             for part in name.split("."):
                 value = value[part]
             return str(value)
@@ -193,9 +193,9 @@ def _stages(dvc_yaml: Path, params: dict) -> dict[str, dict]:
     out = {}
     for name, st in raw.items():
         items: list[tuple[str, dict]] = [("", {})]
-        if "matrix" in st:
-            rows = params[st["matrix"]["row"][2:-1]] if isinstance(st["matrix"]["row"], str) else st["matrix"]["row"]
-            items = [(str(next(iter(rows))), {"row": next(iter(rows)), "seed": params["seeds"][0]})]
+        if "matrix" in st:  # the first value of every matrix key
+            first = {k: next(iter(params[v[2:-1]] if isinstance(v, str) else v)) for k, v in st["matrix"].items()}
+            items = [("-".join(str(v.get("name", v)) if isinstance(v, dict) else str(v) for v in first.values()), first)]
         elif "foreach" in st:
             items = [(k, v) for k, v in st["foreach"].items()]
         body = st.get("do", st)

@@ -47,10 +47,15 @@ class ModelFiles:
     @classmethod
     def from_root(cls, root: str | os.PathLike = ".", generator: str = "pading", seed: int = 0) -> "ModelFiles":
         """The files of a pipeline run rooted at ``root``; ``generator`` and ``seed`` pick the
-        ablation row's generator (``data/generators/<row>-s<seed>.pt``)."""
+        ablation row's generator (``data/generators/<row>-s<seed>.pt``) and, in a run that trains a
+        segmenter per seed (the root pipeline: ``data/segmenter/s<seed>``, ``data/features/s<seed>``),
+        that seed's segmenter and seen store; a run with one segmenter (the COCO pipelines) has
+        ``data/segmenter/model.pt`` and ``data/features/train_seen``."""
         r = Path(root)
-        return cls(r / "data/segmenter/model.pt", r / f"data/generators/{generator}-s{seed}.pt", r / "data/embed/classes.parquet",
-                   r / "data/split/panoptic_train_all.json", r / "data/features/train_seen")
+        per_seed = (r / f"data/segmenter/s{seed}").is_dir()
+        seg, feats = (f"data/segmenter/s{seed}", f"data/features/s{seed}") if per_seed else ("data/segmenter", "data/features")
+        return cls(r / seg / "model.pt", r / f"data/generators/{generator}-s{seed}.pt", r / "data/embed/classes.parquet",
+                   r / "data/split/panoptic_train_all.json", r / feats / "train_seen")
 
 
 def build_head(files: ModelFiles, new_names: list[str], per_class: int = 1000,
