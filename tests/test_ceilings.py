@@ -155,3 +155,17 @@ def test_transfer_checks_end_to_end(tmp_path):
     t = res.per_class
     assert isinstance(t, pd.DataFrame) and t["category_id"].tolist() == seen_ids + unseen
     assert t["split"].tolist() == ["seen"] * 8 + ["unseen"] and (t["train_rows"] == 6).all()
+
+
+def test_class_means_of_some_classes_of_a_mixed_store(tmp_path):
+    """The removed images hold seen classes too: the unseen means ignore them."""
+    from zeroseg.evaluate.ceilings import class_means
+    from zeroseg.features.store import FeatureStore
+
+    f = np.array([[1.0] * DIM, [3.0] * DIM, [5.0] * DIM, [7.0] * DIM])
+    st = FeatureStore(_store(tmp_path / "mixed", [(1, f, [2, 9, 9, -1], [0.9, 0.9, 0.3, 0.0])], []))
+    means, counts = class_means(st, [9], 0.5, [2, 9])
+    np.testing.assert_allclose(means, [[3.0] * DIM])
+    assert counts.tolist() == [1]
+    with pytest.raises(Exception, match="not classes of this run"):
+        class_means(st, [9], 0.5)

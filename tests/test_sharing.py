@@ -36,17 +36,17 @@ def test_second_clone_pulls_features_and_reruns_nothing_upstream(tmp_path):
     _run(["git", "add", "-A"], a, env)
     _run(["git", "commit", "-qm", "project"], a, env)
     _run(dvc + ["remote", "add", "-d", "team", str(remote)], a, env)
-    _run(dvc + ["repro", "dump_features@train_seen", "embed"], a, env)
+    _run(dvc + ["repro", "dump_features@0-set0", "embed"], a, env)
     _run(dvc + ["push"], a, env)
     _run(["git", "add", "-A"], a, env)
     _run(["git", "commit", "-qm", "features"], a, env)
 
     _run(["git", "clone", "-q", str(a), str(b)], tmp_path, env)
-    _run(dvc + ["pull", "--with-deps", "dump_features@train_seen", "embed"], b, env)
-    status = _run(dvc + ["status", "train_segmenter", "dump_features@train_seen", "embed"], b, env)
+    _run(dvc + ["pull", "--with-deps", "dump_features@0-set0", "embed"], b, env)
+    status = _run(dvc + ["status", "train_segmenter@0", "dump_features@0-set0", "embed"], b, env)
     assert "up to date" in status, status
     out = _run(dvc + ["repro", "train_generator@pading-0"], b, env)
     assert "Running stage 'train_generator@pading-0'" in out
-    for upstream in ("benchmark", "split", "train_segmenter", "dump_features@train_seen", "embed"):
+    for upstream in ("benchmark", "split", "train_segmenter@0", "dump_features@0-set0", "embed"):
         assert f"Running stage '{upstream}'" not in out, out
     assert (b / "data/generators/pading-s0.pt").exists()

@@ -49,10 +49,16 @@ class CeilingsConfig:
                 raise ConfigError(f"ceilings.{key}: a positive ridge weight, got {getattr(self, key)}")
 
 
-def class_means(store: FeatureStore, class_ids: list[int], min_iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """(C, D) float64 mean feature and (C,) row count of each class's matched queries (IoU >=
-    ``min_iou``); a class without rows gets NaN."""
-    pos = store.class_index(class_ids, min_iou, "classes of this run")
+def class_means(store: FeatureStore, class_ids: list[int], min_iou: float,
+                known: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(C, D) float64 mean feature and (C,) row count of each of ``class_ids``' matched queries
+    (IoU >= ``min_iou``); a class without rows gets NaN. ``known``: every class the store may
+    hold (default ``class_ids``; the removed images also show seen classes)."""
+    known = list(known or class_ids)
+    pos = store.class_index(known, min_iou, "classes of this run")
+    pick = np.full(len(known) + 1, -1)
+    pick[[known.index(c) for c in class_ids]] = np.arange(len(class_ids))
+    pos = pick[pos]  # -1 (unmatched) indexes the last entry, -1 too
     rows = np.flatnonzero(pos >= 0)
     x = store.features(rows).astype(np.float64) if len(rows) else np.zeros((0, store.dim))
     sums = np.zeros((len(class_ids), store.dim))
@@ -157,7 +163,7 @@ def transfer_checks(cfg: CeilingsConfig, seen_store: str | os.PathLike, unseen_s
     cats = load_panoptic(categories_json).categories
     group = np.array([cats[c].isthing for c in ids], np.int64)
     seen_means, seen_n = class_means(seen_st, space.seen_ids, cfg.min_iou)
-    unseen_means, unseen_n = class_means(FeatureStore(unseen_store), space.unseen_ids, cfg.min_iou)
+    unseen_means, unseen_n = class_means(FeatureStore(unseen_store), space.unseen_ids, cfg.min_iou, ids)
     means, counts = np.concatenate([seen_means, unseen_means]), np.concatenate([seen_n, unseen_n])
     if not np.isfinite(seen_means).all(1).any():
         raise DataError(f"{seen_store}: no seen class has matched queries with mask IoU >= {cfg.min_iou}")
