@@ -39,9 +39,9 @@ def main() -> None:
 
     from panopticapi.evaluation import pq_compute, pq_compute_single_core
 
+    from zeroseg.benchmark import BenchmarkConfig, generate
     from zeroseg.metrics.panoptic import pq_files
     from zeroseg.testing.perturb import perturb_folder
-    from zeroseg.benchmark import BenchmarkConfig, generate
 
     tmp = Path(tempfile.mkdtemp(prefix="pq_speed-"))
     gt_json = ROOT.parent / "shared/data/coco-mini/annotations/panoptic_train2017.json"

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from zeroseg.config import load_section
+from zeroseg.embed.space import ClassSpace
 from zeroseg.features.dump import match_image
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
 from zeroseg.generator.config import GeneratorConfig
-from zeroseg.embed.space import ClassSpace
 from zeroseg.generator.train import GeneratorTrainer
 from zeroseg.segmenter.model import SegmenterConfig, autocast, build_model, query_features
 
@@ -101,7 +101,8 @@ def main() -> None:
     space = ClassSpace(list(range(N_SEEN)), list(range(N_SEEN, N_SEEN + N_UNSEEN)), emb)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; segmenter: {PARAMS.parent.name} R-50 ({seg_cfg.num_queries} queries, {DIM}-d, "
-          f"amp {amp}) at {args.image_size} px; generator: {gen_cfg.num_primitives} primitives, {gen_cfg.layers} layers, "
+          f"amp {amp}) at {args.image_size} px; generator: {gen_cfg.num_primitives} primitives, {gen_cfg.layers} "
+          "layers, "
           f"{N_SEEN + N_UNSEEN} classes; batch {args.batch} images")
 
     # (a) online
@@ -171,7 +172,8 @@ def main() -> None:
           f"(generator batch: {gen_cfg.batch})")
     print(f"reading a step's {gen_cfg.per_class * N_SEEN} rows from Zarr directly instead: {direct:.3f} s/step here, "
           f"~{direct * COCO_ROWS / store.num_rows:.1f} s/step at COCO's size (whole chunks are read)")
-    print(f"cached: {step_cached:.3f} s/step + {load_coco / SWEEP_STEPS:.4f} s/step (the one read over {SWEEP_STEPS:,} steps)")
+    print(f"cached: {step_cached:.3f} s/step + {load_coco / SWEEP_STEPS:.4f} s/step (the one read over {SWEEP_STEPS:,} "
+          "steps)")
     print(f"projected {SWEEP_STEPS:,}-step sweep point: online {online * SWEEP_STEPS / 3600:.1f} h, "
           f"cached {cached * SWEEP_STEPS / 3600:.2f} h")
     print(f"online {online:.3f} s/step, cached {cached:.4f} s/step, ratio {online / cached:.0f}")

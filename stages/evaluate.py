@@ -11,8 +11,8 @@ import argparse
 import pandas as pd
 
 from zeroseg import stage
-from zeroseg.evaluate.curve import curve_metrics
 from zeroseg.data.classes import unseen_from_split
+from zeroseg.evaluate.curve import curve_metrics
 from zeroseg.evaluate.inference import InferenceConfig
 from zeroseg.evaluate.score import evaluate_head
 from zeroseg.features.store import FeatureStore

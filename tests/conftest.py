@@ -30,10 +30,12 @@ def copy_project(dst: Path) -> None:
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         src = ROOT / f
-        if f.startswith(("metrics/", "plots/", "dvclive/")) or f == "dvc.lock" or not (src.is_file() or src.is_symlink()):
+        if f.startswith(("metrics/", "plots/",
+                         "dvclive/")) or f == "dvc.lock" or not (src.is_file() or src.is_symlink()):
             continue
         parts = f.split("/")
-        if f.startswith("pipelines/") and ("smoke" in parts or "fixtures" in parts) and parts[-1] not in ("dvc.yaml", "params.yaml"):
+        if (f.startswith("pipelines/") and ("smoke" in parts or "fixtures" in parts)
+                and parts[-1] not in ("dvc.yaml", "params.yaml")):
             continue  # what a local smoke run left behind
         (dst / f).parent.mkdir(parents=True, exist_ok=True)
         if src.is_symlink():

@@ -195,13 +195,15 @@ def _stages(dvc_yaml: Path, params: dict) -> dict[str, dict]:
         items: list[tuple[str, dict]] = [("", {})]
         if "matrix" in st:  # the first value of every matrix key
             first = {k: next(iter(params[v[2:-1]] if isinstance(v, str) else v)) for k, v in st["matrix"].items()}
-            items = [("-".join(str(v.get("name", v)) if isinstance(v, dict) else str(v) for v in first.values()), first)]
+            items = [("-".join(str(v.get("name", v)) if isinstance(v, dict) else str(v) for v in first.values()),
+                      first)]
         elif "foreach" in st:
             items = [(k, v) for k, v in st["foreach"].items()]
         body = st.get("do", st)
         for key, item in items:
             def paths(entries):
-                return [sub(next(iter(e)) if isinstance(e, dict) else e, item, key) for e in entries or []]
+                return [sub(next(iter(e)) if isinstance(e, dict) else e, item, key)  # noqa: B023 (called at once)
+                        for e in entries or []]
             out[f"{name}@{key}" if key else name] = {
                 "cmd": sub(body["cmd"], item, key), "deps": paths(body.get("deps")),
                 "outs": paths(body.get("outs")) + paths(body.get("metrics")) + paths(body.get("plots"))}
@@ -265,7 +267,8 @@ def test_editing_the_panoptic_rule_changes_only_the_stages_that_use_it():
     stages = _stages(ROOT / "dvc.yaml", yaml.safe_load((ROOT / "params.yaml").read_text()))
     users = {n.split("@")[0] for n, st in stages.items() if "zeroseg/evaluate/inference.py" in st["deps"]}
     assert {"eval_segmenter", "evaluate", "evaluate_baseline", "report"} <= users
-    assert not users & {"train_segmenter", "dump_features", "train_generator", "retrain_classifier", "benchmark", "split"}
+    assert not users & {"train_segmenter", "dump_features", "train_generator", "retrain_classifier", "benchmark",
+                        "split"}
 
 
 def test_each_ablation_row_is_declared_once():

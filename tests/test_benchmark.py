@@ -3,13 +3,11 @@ import hashlib
 import numpy as np
 import pytest
 
-
-from zeroseg.config import from_dict
-from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image, rgb2id, id2rgb
-from zeroseg.errors import ConfigError
-from zeroseg.data.classes import PRESETS
 from zeroseg.benchmark import BenchmarkConfig, generate, shape_mask
-from zeroseg.data.classes import check_attribute_coverage
+from zeroseg.config import from_dict
+from zeroseg.data.classes import PRESETS, check_attribute_coverage
+from zeroseg.data.panoptic import id2rgb, load_panoptic, read_id_png, read_image, rgb2id
+from zeroseg.errors import ConfigError
 
 
 def test_format_valid(tiny_benchmark):
@@ -38,7 +36,8 @@ def test_format_valid(tiny_benchmark):
 
 def test_things_and_stuff_variety(tiny_benchmark):
     ds = load_panoptic(tiny_benchmark / "annotations" / "panoptic_train.json")
-    per_image_things = [sum(ds.categories[s["category_id"]].isthing for s in a["segments_info"]) for a in ds.annotations.values()]
+    per_image_things = [sum(ds.categories[s["category_id"]].isthing for s in a["segments_info"])
+                        for a in ds.annotations.values()]
     assert max(per_image_things) >= 2
     used = {s["category_id"] for a in ds.annotations.values() for s in a["segments_info"]}
     assert len(used) >= 12

@@ -9,8 +9,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from zeroseg.errors import ConfigError
-from zeroseg.evaluate.ceilings import (CeilingsConfig, attribute_onehot, leave_one_out, ncm_accuracy, placed_unseen,
-                                       placement_ratio, ridge_fit, transfer_checks)
+from zeroseg.evaluate.ceilings import (
+    CeilingsConfig,
+    attribute_onehot,
+    leave_one_out,
+    ncm_accuracy,
+    placed_unseen,
+    placement_ratio,
+    ridge_fit,
+    transfer_checks,
+)
 from zeroseg.features.store import ShardWriter, finalize_store
 
 COLOURS, SHAPES = ("red", "green", "blue"), ("circle", "square", "triangle")
@@ -110,8 +118,10 @@ def _store(path, rows, classes):
     w = ShardWriter(tmp, "rank-000", DIM, "float32")
     for i, f, lab, iou in rows:
         q = len(lab)
-        w.add_image(i, f.astype(np.float32), {"label": np.asarray(lab, np.int32), "mask_iou": np.asarray(iou, np.float32),
-                                              "score": np.ones(q, np.float32), "query_index": np.arange(q, dtype=np.int16)})
+        w.add_image(i, f.astype(np.float32),
+                    {"label": np.asarray(lab, np.int32), "mask_iou": np.asarray(iou, np.float32),
+                                              "score": np.ones(q, np.float32),
+                                              "query_index": np.arange(q, dtype=np.int16)})
     w.close()
     finalize_store(tmp, path, {"dim": DIM, "classes": classes})
     return path

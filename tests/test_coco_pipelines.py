@@ -57,7 +57,8 @@ def _json(path: Path) -> dict:
 @pytest.mark.parametrize("name", [p for p in PIPELINES if p not in CLASS_SPLIT_ONLY])
 def test_smoke_pipeline_runs_every_stage(smoke_runs, name):
     d = smoke_runs[name]
-    for stage_out in ("data/coco/panoptic_train.json", "data/coco/instances_val.json", "data/split/panoptic_train_seen.json",
+    for stage_out in ("data/coco/panoptic_train.json", "data/coco/instances_val.json",
+                      "data/split/panoptic_train_seen.json",
                       "data/embed/classes.parquet", "data/segmenter/model.pt", "data/features/train_seen/meta.json",
                       "data/features/val/meta.json", "data/generators/pading-s0.pt", "data/heads/projection-s0.pt",
                       "data/heads/pading-s0.pt", "metrics/segmenter.json", "metrics/zero_shot.json", "plots/tsne.png",
@@ -67,7 +68,8 @@ def test_smoke_pipeline_runs_every_stage(smoke_runs, name):
         m = _json(d / "metrics" / "rows" / f"{row}-s0.json")
         assert set(ROW_KEYS) <= set(m), sorted(set(ROW_KEYS) - set(m))
     assert _json(d / "data/features/val/meta.json")["mask_shape"][1:] == [16, 16]  # dump.mask_size
-    status = subprocess.run([sys.executable, "-m", "dvc", "status", f"pipelines/{name}/smoke/dvc.yaml"], cwd=d.parents[2],
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", f"pipelines/{name}/smoke/dvc.yaml"],
+                            cwd=d.parents[2],
                             env=subprocess_env(), capture_output=True, text=True)
     assert "up to date" in status.stdout, status.stdout + status.stderr
 
@@ -79,7 +81,8 @@ def test_zsp_smoke_keeps_the_31_leak_free_images(smoke_runs):
     assert _json(d / "metrics/prepare.json")["prepare.classes"] == 133
     from zeroseg.split import check_no_leak
 
-    assert check_no_leak(d / "data/split/panoptic_train_seen.json", COCO_JSON, COCO_JSON.with_suffix(""), "coco-zsp") == 31
+    assert check_no_leak(d / "data/split/panoptic_train_seen.json", COCO_JSON, COCO_JSON.with_suffix(""),
+                         "coco-zsp") == 31
 
 
 def test_zss_smoke_is_semantic(smoke_runs):
@@ -136,7 +139,8 @@ def test_a_pipeline_run_to_embed_differs_from_its_twin_only_in_the_class_split(n
     assert differ == CLASS_KEYS, differ
     stages = yaml.safe_load((smoke / "dvc.yaml").read_text())["stages"]
     for sec, _ in CLASS_KEYS:  # every stage reading a class key runs in the split-only run
-        readers = [n for n, st in stages.items() if any(p.split(".")[0] == sec for p in st.get("do", st).get("params", []))]
+        readers = [n for n, st in stages.items()
+                   if any(p.split(".")[0] == sec for p in st.get("do", st).get("params", []))]
         assert set(readers) <= {"prepare", "split", "embed"}, (sec, readers)
 
 

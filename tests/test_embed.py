@@ -7,18 +7,19 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import COCO_JSON, WORD_VECTORS, write_json
-from zeroseg.embed.sources import EmbedConfig
-from zeroseg.embed.vectors import embed_classes
-from zeroseg.embed.space import read_embeddings
 from zeroseg.data.names import clean_name, synonyms
+from zeroseg.embed.sources import EmbedConfig
+from zeroseg.embed.space import read_embeddings
 from zeroseg.embed.table import load_table, match_table
 from zeroseg.embed.text import clip_encoder, l2n
+from zeroseg.embed.vectors import embed_classes
 from zeroseg.errors import ConfigError, DataError
 
 
 def _cats_json(tmp_path, names, **extra):
     p = tmp_path / "cats.json"
-    write_json(p, {"categories": [dict({"id": i + 1, "name": n, "split": "seen"}, **extra) for i, n in enumerate(names)]})
+    write_json(p, {"categories": [dict({"id": i + 1, "name": n, "split": "seen"},
+                                       **extra) for i, n in enumerate(names)]})
     return p
 
 
@@ -130,7 +131,8 @@ def test_word2vec_keyed_vectors(tmp_path):
 def test_oov_error_and_skip(tmp_path):
     p, _ = _write_kv(tmp_path)
     js = _cats_json(tmp_path, ["red circle", "purple star", "red zigzag"])
-    with pytest.raises(DataError, match=r"out-of-vocabulary words: 'purple star': \['purple', 'star'\]; 'red zigzag': \['zigzag'\]"):
+    with pytest.raises(DataError, match=r"out-of-vocabulary words: 'purple star': \['purple', 'star'\]; "
+                                        r"'red zigzag': \['zigzag'\]"):
         embed_classes(js, EmbedConfig(source="word2vec", word_vectors=str(p)), tmp_path / "o.parquet")
     with pytest.raises(DataError, match="'purple star'"):
         embed_classes(js, EmbedConfig(source="word2vec", word_vectors=str(p), oov="skip"), tmp_path / "o.parquet")
@@ -169,8 +171,10 @@ def tiny_clip(tmp_path_factory):
     tok = CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt"))
     cfg = CLIPConfig(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=16),
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16),
         projection_dim=16)
     import torch
 
@@ -186,7 +190,8 @@ def test_clip_template_average_matches_direct_computation(tiny_clip, tmp_path):
 
     templates = ("a photo of a {}.", "a {} in the scene.", "itap of a {}.")
     js = _cats_json(tmp_path, ["tree-merged", "couch, sofa"])
-    embed_classes(js, EmbedConfig(source="clip", clip_model=str(tiny_clip), templates=templates), tmp_path / "o.parquet")
+    embed_classes(js, EmbedConfig(source="clip", clip_model=str(tiny_clip), templates=templates),
+                  tmp_path / "o.parquet")
     _, vecs, meta = read_embeddings(tmp_path / "o.parquet")
     assert vecs.shape == (2, 16) and meta["config"]["clip_model"] == str(tiny_clip)
     tok, net = CLIPTokenizer.from_pretrained(tiny_clip), CLIPModel.from_pretrained(tiny_clip).eval()

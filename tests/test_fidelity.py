@@ -6,8 +6,8 @@ import torch
 
 from zeroseg.errors import ConfigError, DataError
 from zeroseg.evaluate.fidelity import FidelityConfig, feature_gzsl, generator_fidelity, mmd2, placement_ratio
-from zeroseg.head.model import Head
 from zeroseg.features.store import ShardWriter, finalize_store
+from zeroseg.head.model import Head
 
 SEEN, UNSEEN = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 
@@ -114,8 +114,10 @@ def _write(path, images, meta):
     w = ShardWriter(tmp, "rank-000", DIM, "float32")
     for i, f, lab, iou in images:
         q = len(lab)
-        w.add_image(i, f.astype(np.float32), {"label": np.asarray(lab, np.int32), "mask_iou": np.asarray(iou, np.float32),
-                                              "score": np.ones(q, np.float32), "query_index": np.arange(q, dtype=np.int16)})
+        w.add_image(i, f.astype(np.float32),
+                    {"label": np.asarray(lab, np.int32), "mask_iou": np.asarray(iou, np.float32),
+                                              "score": np.ones(q, np.float32),
+                                              "query_index": np.arange(q, dtype=np.int16)})
     w.close()
     finalize_store(tmp, path, dict(meta, dim=DIM))
     return path
@@ -210,6 +212,7 @@ def test_cli_fidelity_prints_and_writes_the_table(tmp_path):
     assert "blue square" in r.output and "feat_acc_hm" in r.output
     out = json.loads((tmp_path / "f.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
     assert out["feat_acc_seen"] == 1.0 and out["per_class"][0]["mmd"] is None
-    bad = CliRunner().invoke(app, ["fidelity", str(seen), str(tmp_path / "nope"), str(synth), str(tmp_path / "all.json"),
+    bad = CliRunner().invoke(app, ["fidelity", str(seen), str(tmp_path / "nope"), str(synth),
+                                   str(tmp_path / "all.json"),
                                    "--params", str(tmp_path / "params.yaml")])
     assert bad.exit_code == 2 and "nope" in bad.output

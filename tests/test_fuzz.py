@@ -54,17 +54,18 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from zeroseg.benchmark import BenchmarkConfig, generate
 from zeroseg.data.panoptic import id2rgb
 from zeroseg.data.prepare import PrepareConfig, prepare_coco
 from zeroseg.embed.table import load_table
 from zeroseg.errors import DataError, ZerosegError
 from zeroseg.metrics.panoptic import pq_files
-from zeroseg.testing.perturb import perturb_folder
 from zeroseg.split import split_dataset
-from zeroseg.benchmark import BenchmarkConfig, generate
+from zeroseg.testing.perturb import perturb_folder
 
 MAX_ID = 256**3 - 1  # the largest segment id an RGB pixel holds
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None, print_blob=False, phases=[Phase.explicit, Phase.generate],
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None, print_blob=False,
+                phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 
@@ -84,7 +85,8 @@ def world(tmp_path_factory) -> Path:
     m = np.random.default_rng(0).normal(size=(3, 4))
     np.save(tables / "t.npy", m)
     (tables / "t.pkl").write_bytes(pickle.dumps(m, protocol=2))
-    (tables / "t.txt").write_text("\n".join(",".join(f"{x:.6f}" for x in row) for row in m.T) + "\n")  # columns = classes
+    # columns = classes
+    (tables / "t.txt").write_text("\n".join(",".join(f"{x:.6f}" for x in row) for row in m.T) + "\n")
     (tables / "names.txt").write_text("0\tsky\n1\tred circle\n2\tsand\n")
     return root
 
@@ -98,7 +100,7 @@ class Case:
         shutil.copytree(world / "synth", self.root)
         self.ann = self.root / "annotations"
 
-    def __enter__(self) -> "Case":
+    def __enter__(self) -> Case:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -113,7 +115,8 @@ BAD_VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["", " ", "\udcff", "a\x00b", "caf\u00e9", "../escape.png", "/etc/passwd", "sub/x.png", ".", "..",
                      "000000000001.png", "000000000002.jpg", "32", "1"]),
-    st.text(max_size=6), st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.sampled_from(["id", "x"]), st.integers(0, 3), max_size=2),
+    st.text(max_size=6), st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.sampled_from(["id", "x"]), st.integers(0, 3), max_size=2),
 )
 
 
@@ -141,7 +144,8 @@ def mutate_json(data, obj) -> list[str]:
     if not path:
         if op == "replace":
             obj.clear()
-            obj.update(data.draw(st.dictionaries(st.sampled_from(["images", "annotations", "x"]), BAD_VALUES, max_size=2)))
+            obj.update(data.draw(st.dictionaries(st.sampled_from(["images", "annotations", "x"]), BAD_VALUES,
+                                                 max_size=2)))
         return ["images", "annotations", "categories"]
     parent, key = _get(obj, path[:-1]), path[-1]
     if op == "delete":
@@ -174,7 +178,8 @@ def mutate_bytes(data, raw: bytes) -> bytes:
         return raw[:i] + bytes([raw[i] ^ data.draw(st.integers(1, 255))]) + raw[i + 1:]
     if op == "insert":
         i = data.draw(st.integers(0, n))
-        return raw[:i] + data.draw(st.sampled_from([b"\xff\xfe", b"\x80", b"\x00", b"{", b"]", b"9" * 30, b"\xc3("])) + raw[i:]
+        return raw[:i] + data.draw(st.sampled_from([b"\xff\xfe", b"\x80", b"\x00", b"{", b"]", b"9" * 30,
+                                                    b"\xc3("])) + raw[i:]
     if op == "garbage":
         return data.draw(st.binary(min_size=1, max_size=64))
     return b""
@@ -188,7 +193,8 @@ def _png(arr: np.ndarray) -> bytes:
 
 def corrupt_png(data, png: Path) -> str:
     """One random corruption of a segment PNG; returns its kind."""
-    op = data.draw(st.sampled_from(["bytes", "bytes", "delete", "folder", "resize", "ids", "16bit", "gray", "rgba", "jpeg"]))
+    op = data.draw(st.sampled_from(["bytes", "bytes", "delete", "folder", "resize", "ids", "16bit", "gray", "rgba",
+                                    "jpeg"]))
     try:
         ids = np.asarray(Image.open(png).convert("RGB")).astype(np.int64)
         ids = ids[..., 0] + 256 * ids[..., 1] + 65536 * ids[..., 2]
@@ -315,7 +321,8 @@ def test_prepare_on_corrupted_dataset(world, data):
         images = c.root / "train"
         out = c.dir / "out"
         res = clean_failure_or_result(lambda: prepare_coco(PrepareConfig("panoptic", str(js), str(js), str(images),
-                                                                          str(images)), out), corruptions, out, [images])
+                                                                          str(images)), out),
+                                      corruptions, out, [images])
         if res is not None:
             assert res.train_images == len(list((out / "panoptic_train").glob("*.png")))
 
@@ -343,7 +350,8 @@ def test_table_loader_on_corrupted_tables(world, data):
         names = tables / "names.txt"
         target = data.draw(st.sampled_from([table, table, names]))
         if target == names and data.draw(st.booleans()):
-            lines = data.draw(st.lists(st.sampled_from(["sky", "sky", "", " ", "\t", "3\t", "red circle", "sand", "x\ty\tz",
+            lines = data.draw(st.lists(st.sampled_from(["sky", "sky", "", " ", "\t", "3\t", "red circle", "sand",
+                                                        "x\ty\tz",
                                                         "\udcff"]), max_size=5))
             names.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape"))
         else:
@@ -398,7 +406,8 @@ def test_cli_exit_code_2_on_a_corrupted_dataset(world):
         table = c.root / "tables" / "t.npy"
         table.write_bytes(table.read_bytes()[:40])
         r = CliRunner().invoke(app, ["embed-classes", str(js), "--source", "table", "--table", str(table),
-                                     "--table-names", str(c.root / "tables" / "names.txt"), "--out", str(c.dir / "e.parquet")])
+                                     "--table-names", str(c.root / "tables" / "names.txt"), "--out",
+                                     str(c.dir / "e.parquet")])
         assert r.exit_code == 2 and f"{table}: cannot read a vector table" in r.output, r.output
         assert not (c.dir / "e.parquet").exists()
 

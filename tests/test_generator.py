@@ -3,18 +3,17 @@ import pandas as pd
 import pytest
 import torch
 
+from zeroseg.embed.space import class_space
 from zeroseg.errors import DataError
-from zeroseg.features.store import ShardWriter, finalize_store
+from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
 from zeroseg.generator.align import alignment_loss
-from zeroseg.features.store import FeatureStore
-from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head
+from zeroseg.generator.checkpoint import joint_head, load_generator, synthesize
+from zeroseg.generator.config import GeneratorConfig
 from zeroseg.generator.disentangle import Disentangler
 from zeroseg.generator.mmd import mmd
 from zeroseg.generator.models import GMMNGenerator, PrimitiveGenerator, PrimitiveSpec
-from zeroseg.generator.config import GeneratorConfig
-from zeroseg.embed.space import class_space
-from zeroseg.generator.checkpoint import joint_head, load_generator, synthesize
 from zeroseg.generator.train import train_generator
+from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head
 
 
 @pytest.mark.parametrize("gen", [GMMNGenerator(12, 8, hidden=32, noise_dim=12),
@@ -38,7 +37,8 @@ def test_mmd_zero_for_identical_positive_otherwise():
 
 
 def test_alignment_zero_when_similarities_match():
-    sem_s, sem_u = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1), torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    sem_s, sem_u = (torch.nn.functional.normalize(torch.randn(6, 4), dim=-1),
+                    torch.nn.functional.normalize(torch.randn(3, 4), dim=-1))
     assert alignment_loss(sem_s * 3, sem_s, sem_u * 2, sem_u, 0.1).abs() < 1e-5  # same directions, any norm
     assert alignment_loss(torch.randn(6, 4), sem_s, torch.randn(3, 4), sem_u, 0.1) > 1e-3
 
@@ -94,14 +94,16 @@ def _segmenter(tmp_path, class_ids=(1, 2, 3), dim=8):
     g = torch.Generator().manual_seed(3)
     ck = {"model": {"class_predictor.weight": torch.randn(len(class_ids) + 1, dim, generator=g),
                     "class_predictor.bias": torch.zeros(len(class_ids) + 1)},
-          "config": {}, "hf_config": {}, "step": 0, "classes": [{"id": c, "name": f"c{c}", "isthing": 1} for c in class_ids]}
+          "config": {}, "hf_config": {}, "step": 0,
+          "classes": [{"id": c, "name": f"c{c}", "isthing": 1} for c in class_ids]}
     torch.save(ck, tmp_path / "seg.pt")
     return tmp_path / "seg.pt"
 
 
 @pytest.mark.parametrize("flags", [dict(arch="gmmn", align=False, disentangle=False), dict(arch="primitive"),
                                    dict(arch="primitive", recipe="official"),
-                                   dict(arch="gmmn", align=False, disentangle=False, schedule="joint", batch="classes")])
+                                   dict(arch="gmmn", align=False, disentangle=False, schedule="joint",
+                                        batch="classes")])
 def test_train_generator_deterministic(tmp_path, flags):
     st, emb, seg = _store(tmp_path), _emb(tmp_path, ROWS), _segmenter(tmp_path)
     cfg = GeneratorConfig(**SMALL, **flags)
@@ -247,7 +249,8 @@ def test_cli_train_generator_calls_the_same_function(tmp_path):
     p = params_dict(GeneratorConfig(**SMALL))
     p["sigmas"] = list(p["sigmas"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generator": p}))
-    r = CliRunner().invoke(app, ["train-generator", str(st), str(emb), str(tmp_path / "g.pt"), "--params", str(tmp_path / "params.yaml")])
+    r = CliRunner().invoke(app, ["train-generator", str(st), str(emb), str(tmp_path / "g.pt"), "--params",
+                                 str(tmp_path / "params.yaml")])
     assert r.exit_code == 0, r.output
     train_generator(GeneratorConfig(**SMALL), st, emb, tmp_path / "h.pt", show_progress=False)
     a, b = (torch.load(tmp_path / n, weights_only=True)["generator"] for n in ("g.pt", "h.pt"))

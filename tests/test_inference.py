@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from zeroseg.data.instances import encode_masks
 from zeroseg.data.panoptic import Category
 from zeroseg.evaluate.inference import instance_inference, panoptic_inference, semantic_inference
-from zeroseg.data.instances import encode_masks
 from zeroseg.metrics.universal import UniversalEvaluator
 
 CLASS_IDS = [10, 20, 30, 40]  # 30 is stuff
@@ -32,7 +32,8 @@ def test_instance_rule_equals_the_formula(seed):
     p, m = probs.numpy().astype(np.float64), masks.numpy().astype(np.float64)
     topk = 7
     # direct: every (query, class) pair, ranked by class probability, the best topk, then things only
-    pairs = sorted(((p[q, c], q, c) for q, c in itertools.product(range(p.shape[0]), range(len(CLASS_IDS)))), reverse=True)
+    pairs = sorted(((p[q, c], q, c) for q, c in itertools.product(range(p.shape[0]), range(len(CLASS_IDS)))),
+                   reverse=True)
     want = []
     for score, q, c in pairs[:topk]:
         if not ISTHING[c]:
@@ -169,7 +170,8 @@ def test_overlapping_detections_ap_and_recall_by_hand():
     gt[:4, :4] = 1  # A, 16 px
     gt[6:, 6:] = 2  # B, 16 px
     gt[:3, 6:] = 3  # C (class 2), 12 px
-    gsegs = [{"id": 1, "category_id": 1, "area": 16, "iscrowd": 0}, {"id": 2, "category_id": 1, "area": 16, "iscrowd": 0},
+    gsegs = [{"id": 1, "category_id": 1, "area": 16, "iscrowd": 0},
+             {"id": 2, "category_id": 1, "area": 16, "iscrowd": 0},
              {"id": 3, "category_id": 2, "area": 12, "iscrowd": 0}]
     a, b, c = gt == 1, gt == 2, gt == 3
     big = a | b

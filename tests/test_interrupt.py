@@ -88,20 +88,20 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     """The root pipeline's data/ and metrics/ layout (dvc.yaml paths), tiny: the benchmark of
     conftest's tiny_benchmark, an untrained TINY segmenter, its dumps, random class embeddings, a 5-step
     generator, its synthetic store, projection + PADing heads and their scores."""
+    from zeroseg.data.classes import unseen_from_split
+    from zeroseg.data.panoptic import load_panoptic
     from zeroseg.evaluate.curve import curve_metrics
     from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
-    from zeroseg.data.classes import unseen_from_split
     from zeroseg.evaluate.inference import InferenceConfig
     from zeroseg.evaluate.score import evaluate_head
     from zeroseg.features.dump import DumpConfig, dump_features
     from zeroseg.features.store import FeatureStore
+    from zeroseg.generator.config import GeneratorConfig
+    from zeroseg.generator.synthesize import SynthesizeConfig, synthesize_store
+    from zeroseg.generator.train import train_generator
     from zeroseg.head.model import load_head
     from zeroseg.head.retrain import HeadFiles, retrain_classifier
     from zeroseg.head.train import ClassifierConfig
-    from zeroseg.generator.synthesize import SynthesizeConfig, synthesize_store
-    from zeroseg.generator.config import GeneratorConfig
-    from zeroseg.generator.train import train_generator
-    from zeroseg.data.panoptic import load_panoptic
     from zeroseg.segmenter.data import seen_classes
     from zeroseg.segmenter.model import SegmenterConfig, build_model, save_checkpoint
     from zeroseg.split import split_dataset
@@ -115,17 +115,21 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     classes = seen_classes(load_panoptic(split.seen_json))
     torch.manual_seed(0)
     save_checkpoint(ck, build_model(SegmenterConfig(**TINY), len(classes)), SegmenterConfig(**TINY), classes, 0)
-    dump_features(ck, split.seen_json, w / "data/benchmark/train", w / "data/features/train_seen", DumpConfig(batch_size=8),
+    dump_features(ck, split.seen_json, w / "data/benchmark/train", w / "data/features/train_seen",
+                  DumpConfig(batch_size=8),
                   ann / "panoptic_train", show_progress=False)
-    dump_features(ck, split.unseen_json, w / "data/benchmark/train", w / "data/features/train_unseen", DumpConfig(batch_size=8),
+    dump_features(ck, split.unseen_json, w / "data/benchmark/train", w / "data/features/train_unseen",
+                  DumpConfig(batch_size=8),
                   ann / "panoptic_train", show_progress=False)
-    dump_features(ck, ann / "panoptic_val.json", w / "data/benchmark/val", w / "data/features/val", DumpConfig(batch_size=8),
+    dump_features(ck, ann / "panoptic_val.json", w / "data/benchmark/val", w / "data/features/val",
+                  DumpConfig(batch_size=8),
                   ann / "panoptic_val", keep_masks=True, show_progress=False)
     rows = [(c["id"], c["split"]) for c in read_json(split.all_json)["categories"]]
     (w / "data/embed").mkdir()
     emb = _emb(w / "data/embed", rows).rename(w / "data/embed/classes.parquet")
     gen = w / f"data/generators/{ROW}-s{SEED}.pt"
-    train_generator(GeneratorConfig(**SMALL, min_iou=0.0), w / "data/features/train_seen", emb, gen, show_progress=False)
+    train_generator(GeneratorConfig(**SMALL, min_iou=0.0), w / "data/features/train_seen", emb, gen,
+                    show_progress=False)
     synthesize_store(gen, SynthesizeConfig(per_class=8, seed=SEED), w / f"data/synthetic/{ROW}-s{SEED}")
     ccfg = ClassifierConfig(iterations=20, images_per_batch=4, seed=SEED)
     unseen = unseen_from_split(split.all_json)
@@ -145,7 +149,8 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
         curve.to_parquet(w / f"data/curves/{row}-s{SEED}.parquet", index=False)
     fid, fid_table = generator_fidelity(FidelityConfig(min_iou=0.0, max_per_class=20, mmd_samples=10),
                                         w / "data/features/train_seen", w / "data/features/train_unseen",
-                                        w / f"data/synthetic/{ROW}-s{SEED}", load_head(w / f"data/heads/{ROW}-s{SEED}.pt"))
+                                        w / f"data/synthetic/{ROW}-s{SEED}",
+                                        load_head(w / f"data/heads/{ROW}-s{SEED}.pt"))
     (w / f"metrics/fidelity/{ROW}-s{SEED}.json").write_text(json.dumps(fid))
     fid_table.to_parquet(w / f"data/fidelity/{ROW}-s{SEED}.parquet", index=False)
     return w
@@ -255,7 +260,8 @@ for line in sys.stdin:
     print(os.waitstatus_to_exitcode(status), flush=True)
 """
 PRELOAD = ("zeroseg.stage", "zeroseg.features.dump", "zeroseg.head.train", "zeroseg.generator.synthesize",
-           "zeroseg.evaluate.score", "zeroseg.evaluate.curve", "zeroseg.evaluate.fidelity", "sklearn.linear_model", "zeroseg.segmenter.model", "zeroseg.report", "sklearn.manifold", "pandas",
+           "zeroseg.evaluate.score", "zeroseg.evaluate.curve", "zeroseg.evaluate.fidelity", "sklearn.linear_model",
+           "zeroseg.segmenter.model", "zeroseg.report", "sklearn.manifold", "pandas",
            "pyarrow.parquet", "transformers.models.mask2former.modeling_mask2former",
            "transformers.models.resnet.modeling_resnet")  # transformers imports its models lazily
 
@@ -321,7 +327,8 @@ def test_prepare(tmp_path, tiny_benchmark):
     argv, outs = stage_command("prepare", COCO_STAGES, repo=ROOT)
     ann = tiny_benchmark / "annotations"
     params = {"prepare": {"format": "panoptic", "train_annotations": str(ann / "panoptic_train.json"),
-                          "val_annotations": str(ann / "panoptic_val.json"), "train_images": str(tiny_benchmark / "train"),
+                          "val_annotations": str(ann / "panoptic_val.json"),
+                          "train_images": str(tiny_benchmark / "train"),
                           "val_images": str(tiny_benchmark / "val")}}
     assert outs == ["data/coco", "metrics/prepare.json"]
     check_interrupts(run_fresh, workdir(tmp_path, None, [], params), argv, outs, kills=(2, 6))
@@ -354,15 +361,18 @@ def test_synthesize(tmp_path, world, run_forked):
 def test_retrain_classifier(tmp_path, world, run_forked):
     """One write (the head): killed after it is written, before its rename."""
     argv, outs = stage_command("retrain_classifier", **{"item.row": ROW, "item.seed": SEED})
-    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/train_seen", "data/embed/classes.parquet",
-                                     "data/split", f"data/synthetic/{ROW}-s{SEED}", f"data/generators/{ROW}-s{SEED}.pt"])
+    work = workdir(tmp_path, world,
+                   ["data/segmenter/model.pt", "data/features/train_seen", "data/embed/classes.parquet",
+                                     "data/split", f"data/synthetic/{ROW}-s{SEED}",
+                                     f"data/generators/{ROW}-s{SEED}.pt"])
     check_interrupts(run_forked, work, argv, outs, kills=(1,))
 
 
 def test_evaluate(tmp_path, world, run_forked):
     """Three outputs that report reads together: kills after the table, the curve and the metric."""
     argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
-    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark", "data/split"])
+    work = workdir(tmp_path, world,
+                   [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark", "data/split"])
     assert len(outs) == 3
     check_interrupts(run_forked, work, argv, outs, kills=(1, 3))
 
@@ -370,7 +380,8 @@ def test_evaluate(tmp_path, world, run_forked):
 def test_fidelity(tmp_path, world, run_forked):
     """Two outputs: kills after the table and after the metric, before the commit."""
     argv, outs = stage_command("fidelity", **{"item.row": ROW, "item.seed": SEED})
-    work = workdir(tmp_path, world, ["data/features/train_seen", "data/features/train_unseen", f"data/synthetic/{ROW}-s{SEED}",
+    work = workdir(tmp_path, world,
+                   ["data/features/train_seen", "data/features/train_unseen", f"data/synthetic/{ROW}-s{SEED}",
                                      f"data/heads/{ROW}-s{SEED}.pt", "data/split"])
     check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
 
@@ -379,7 +390,8 @@ def test_report(tmp_path, world, run_forked):
     """Eight outputs (five pictures, the markdown, two JSONs): kills after the t-SNE picture and
     after every output is written, before the commit."""
     argv, outs = stage_command("report")
-    work = workdir(tmp_path, world, ["metrics/rows", "metrics/fidelity", "data/per_class", "data/curves", "data/fidelity",
+    work = workdir(tmp_path, world,
+                   ["metrics/rows", "metrics/fidelity", "data/per_class", "data/curves", "data/fidelity",
                                      "data/heads", "data/synthetic", "data/features/train_seen",
                                      "data/features/train_unseen", "data/features/val", "data/benchmark", "data/split"])
     assert len(outs) == 8

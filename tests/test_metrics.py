@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 from tests.conftest import COCO_JSON, COCO_PNG, read_json, write_json
 from zeroseg.cli import app
+from zeroseg.data.instances import encode_masks
 from zeroseg.data.panoptic import Category, load_panoptic, read_id_png
 from zeroseg.errors import DataError
-from zeroseg.data.instances import encode_masks
 from zeroseg.metrics.panoptic import PanopticEvaluator, pq_files
-from zeroseg.testing.perturb import KINDS, perturb_folder
 from zeroseg.metrics.summary import harmonic_mean
 from zeroseg.metrics.universal import UniversalEvaluator, evaluate_files
+from zeroseg.testing.perturb import KINDS, perturb_folder
 
 
 @pytest.fixture(params=["synthetic", "coco-mini"])
@@ -38,7 +38,8 @@ def _reference(gt_json, gt_dir, pred_json, pred_dir):
     cats = {c["id"]: c for c in gt["categories"]}
     preds = {a["image_id"]: a for a in read_json(pred_json)["annotations"]}
     with contextlib.redirect_stdout(io.StringIO()):
-        stat = pq_compute_single_core(0, [(a, preds[a["image_id"]]) for a in gt["annotations"]], str(gt_dir), str(pred_dir), cats)
+        stat = pq_compute_single_core(0, [(a, preds[a["image_id"]]) for a in gt["annotations"]], str(gt_dir),
+                                      str(pred_dir), cats)
     return stat, cats
 
 
@@ -127,7 +128,9 @@ def test_segm_ap50_equals_pycocotools(refset, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         cgt = COCO(str(tmp_path / "gt.json"))
         e = COCOeval(cgt, cgt.loadRes(str(res)), "segm")
-        e.evaluate(); e.accumulate(); e.summarize()
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
     assert flat["map50"] == pytest.approx(e.stats[1], abs=1e-12)
     assert 0 < flat["map50_unseen"] < 1 and 0 < flat["r100_seen"] <= 1
     r = CliRunner().invoke(app, ["ap", str(tmp_path / "gt.json"), str(res), "--json", str(tmp_path / "ap.json")])
@@ -218,7 +221,8 @@ def test_pred_json_segment_absent_from_png(pred_copy):
     d = read_json(pj)
     d["annotations"][1]["segments_info"].append({"id": 99999, "category_id": 1})
     write_json(pj, d)
-    with pytest.raises(DataError, match=r"image 1000002: predicted segments_info id\(s\) \[99999\] are absent from the PNG"):
+    with pytest.raises(DataError,
+                       match=r"image 1000002: predicted segments_info id\(s\) \[99999\] are absent from the PNG"):
         pq_files(js, gd, pj, pd_)
 
 
@@ -227,7 +231,8 @@ def test_pred_png_segment_absent_from_json(pred_copy):
     d = read_json(pj)
     gone = d["annotations"][0]["segments_info"].pop()
     write_json(pj, d)
-    with pytest.raises(DataError, match=rf"image 1000001: predicted PNG segment id\(s\) \[{gone['id']}\] are not in segments_info"):
+    with pytest.raises(DataError, match=rf"image 1000001: predicted PNG segment id\(s\) \[{gone['id']}\] "
+                                        r"are not in segments_info"):
         pq_files(js, gd, pj, pd_)
 
 
@@ -278,8 +283,11 @@ def test_image_with_no_segments_and_class_only_in_predictions():
     ev = UniversalEvaluator(_cats(), unseen_ids={2})
     empty = np.zeros((8, 8), np.uint32)
     ev.add(1, empty, [], empty, [], semantic=np.zeros((8, 8), np.int64))  # nothing at all
-    gt = np.zeros((8, 8), np.uint32); gt[:6] = 5
-    pred = np.zeros((8, 8), np.uint32); pred[:4] = 5; pred[4:] = 9  # id 9: half on GT, half on VOID
+    gt = np.zeros((8, 8), np.uint32)
+    gt[:6] = 5
+    pred = np.zeros((8, 8), np.uint32)
+    pred[:4] = 5
+    pred[4:] = 9  # id 9: half on GT, half on VOID
     ev.add(2, gt, [{"id": 5, "category_id": 1, "area": 48, "iscrowd": 0}], pred,
            [{"id": 5, "category_id": 1}, {"id": 9, "category_id": 2, "score": 0.5}], semantic=np.where(pred == 9, 2, 1))
     m = ev.metrics()
@@ -293,10 +301,12 @@ def test_image_with_no_segments_and_class_only_in_predictions():
 
 def test_no_unseen_class_in_ground_truth_is_absent():
     ev = UniversalEvaluator(_cats(), unseen_ids={2})
-    gt = np.zeros((8, 8), np.uint32); gt[:4] = 5
+    gt = np.zeros((8, 8), np.uint32)
+    gt[:4] = 5
     segs = [{"id": 5, "category_id": 1, "area": 32, "iscrowd": 0}]
     ev.add(1, gt, segs, gt, [{"id": 5, "category_id": 1}], semantic=np.where(gt == 5, 1, 0),
-           instances=[{"image_id": 1, "category_id": 1, "segmentation": encode_masks((gt == 5)[None])[0], "score": 0.9}])
+           instances=[{"image_id": 1, "category_id": 1, "segmentation": encode_masks((gt == 5)[None])[0],
+                       "score": 0.9}])
     m = ev.metrics()
     for k in ("pq", "sq", "rq", "map50", "r100", "miou"):
         assert m[f"{k}_seen"] == pytest.approx(1.0)
@@ -325,7 +335,8 @@ def test_crowd_and_void_rules():
 
 def test_cli_pq_json(pred_copy, tmp_path):
     js, gd, pj, pd_ = pred_copy
-    r = CliRunner().invoke(app, ["pq", str(js), str(gd), str(pj), str(pd_), "--unseen", "benchmark-default", "--json", str(tmp_path / "m.json")])
+    r = CliRunner().invoke(app, ["pq", str(js), str(gd), str(pj), str(pd_), "--unseen", "benchmark-default", "--json",
+                                 str(tmp_path / "m.json")])
     assert r.exit_code == 0, r.output
     m = read_json(tmp_path / "m.json")
     assert {"pq", "sq", "rq", "pq_things", "pq_stuff", "pq_seen", "pq_unseen", "pq_hm", "sq_hm", "rq_hm"} <= set(m)

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from zeroseg.errors import ConfigError
-from zeroseg.head.train import ClassifierConfig, HeadTrainer
 from zeroseg.generator.config import RECIPES, GeneratorConfig, component_keys
 from zeroseg.generator.mmd import mmd, mmd_official
 from zeroseg.generator.models import PrimitiveGenerator, PrimitiveSpec
 from zeroseg.generator.official_structure import OfficialStructure, RelationNet, cosine, kl_t, official_losses
+from zeroseg.head.train import ClassifierConfig, HeadTrainer
 
 
 def _gauss(a, b, var):
@@ -57,7 +57,8 @@ def test_relation_net_scores_each_feature_class_pair():
     for i in range(2):
         for c in range(4):
             h = F.relu(net.fc1.weight @ torch.cat([x[i], v[c]]) + net.fc1.bias).detach()
-            assert float(out[i, c]) == pytest.approx(float(torch.sigmoid(net.fc2.weight.detach() @ h + net.fc2.bias.detach())), rel=1e-5)
+            assert float(out[i, c]) == pytest.approx(
+                float(torch.sigmoid(net.fc2.weight.detach() @ h + net.fc2.bias.detach())), rel=1e-5)
 
 
 @torch.no_grad()
@@ -74,7 +75,8 @@ def test_official_structure_terms_match_the_formulas():
     z_s, z_u = torch.randn(5, d), torch.randn(2, d)
 
     def ce(scores, targets):  # the sigmoid relation scores used as logits
-        return sum(-math.log(math.exp(s[t]) / sum(math.exp(v) for v in s)) for s, t in zip(scores.tolist(), targets.tolist())) / len(targets)
+        return sum(-math.log(math.exp(s[t]) / sum(math.exp(v) for v in s))
+                   for s, t in zip(scores.tolist(), targets.tolist())) / len(targets)
 
     rel_s, rel_u = st.related(fake_s), st.related(fake_u)
     un_s, un_u = st.unrelated(fake_s), st.unrelated(fake_u)

@@ -10,10 +10,10 @@ import torch
 
 from tests.conftest import ROOT, read_json
 from zeroseg.config import load_section
+from zeroseg.embed.space import ClassSpace
 from zeroseg.features.dump import DumpConfig, dump_features
 from zeroseg.features.store import FeatureStore
 from zeroseg.generator.config import GeneratorConfig
-from zeroseg.embed.space import ClassSpace
 from zeroseg.generator.train import GeneratorTrainer
 from zeroseg.segmenter.model import SegmenterConfig, load_checkpoint
 from zeroseg.segmenter.train import train_segmenter
@@ -42,13 +42,15 @@ def test_r50_config_builds_with_mask2former_size_and_steps_and_dumps(seen_split,
     R-50, one training step, and a dump of 100 rows of 256-d per image."""
     paper = load_section(COCO_PARAMS, "segmenter", SegmenterConfig)
     assert (paper.backbone_layer_type, paper.backbone_depths, paper.num_queries, paper.hidden_dim,
-            paper.encoder_layers, paper.decoder_layers, paper.amp) == ("bottleneck", (3, 4, 6, 3), 100, 256, 6, 10, "fp16")
+            paper.encoder_layers, paper.decoder_layers, paper.amp) == ("bottleneck", (3, 4, 6, 3), 100, 256, 6,
+                                                                       10, "fp16")
     cfg = dataclasses.replace(paper, pretrained_backbone="", image_size=64, batch_size=2, iterations=1, warmup=1,
                               workers=0, checkpoint_every=1, amp="off")
     res = train_segmenter(cfg, seen_split.seen_json, tiny_benchmark / "train", tmp_path / "m",
                           tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
     ck = load_checkpoint(res.checkpoint)
-    n = sum(v.numel() for k, v in ck["model"].items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    n = sum(v.numel() for k, v in ck["model"].items() if not k.endswith(("running_mean", "running_var",
+                                                                         "num_batches_tracked")))
     n_coco = n + (133 - len(ck["classes"])) * 257  # the class head's rows for COCO's 133 classes
     assert 43.5e6 < n_coco < 44.5e6, n_coco  # Mask2Former R-50 (panoptic): 44M
     assert np.isfinite(res.final_loss)

@@ -30,7 +30,8 @@ SECTIONS = {"prepare": PrepareConfig, "benchmark": BenchmarkConfig, "split": Spl
             "generator": GeneratorConfig, "synthesize": SynthesizeConfig, "classifier": ClassifierConfig,
             "fidelity": FidelityConfig, "report": ReportConfig, "ceilings": CeilingsConfig}
 VALUES = {"seeds", "baselines", "generators", "repo", "launch"}  # top-level values, not dataclass sections
-RUN_SEED = {"segmenter", "generator", "synthesize", "classifier", "fidelity"}  # their seed is each run's (the stages' --seed)
+RUN_SEED = {"segmenter", "generator", "synthesize", "classifier",
+            "fidelity"}  # their seed is each run's (the stages' --seed)
 COCO = sorted(ROOT.glob("pipelines/*/params.yaml")) + sorted(ROOT.glob("pipelines/*/smoke/params.yaml"))
 
 

@@ -9,12 +9,11 @@ from PIL import Image
 
 from tests.conftest import COCO_JSON, COCO_MINI, COCO_PNG
 from zeroseg.data.cocostuff import COCOSTUFF_NAMES, cocostuff_categories, stuffmaps_to_panoptic
-from zeroseg.testing.fixtures import cocostuff_value, panoptic_to_instances, panoptic_to_stuffmaps
-from zeroseg.data.instances import instances_to_panoptic, paint_image
+from zeroseg.data.instances import encode_masks, instances_to_panoptic, paint_image
 from zeroseg.data.panoptic import load_panoptic, read_id_png, read_ids
 from zeroseg.data.prepare import PrepareConfig, prepare_coco
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.data.instances import encode_masks
+from zeroseg.testing.fixtures import cocostuff_value, panoptic_to_instances, panoptic_to_stuffmaps
 
 
 def _cfg(tmp_path, **kw):
@@ -111,7 +110,8 @@ def test_panoptic_to_official_formats_and_back_keeps_every_pixel(coco_mini, tmp_
     images = str(COCO_MINI / "train2017")
     stuff = prepare_coco(PrepareConfig("stuff", str(tmp_path / "maps"), str(tmp_path / "maps"), images, images),
                          tmp_path / "stuff")
-    inst = prepare_coco(PrepareConfig("instances", str(tmp_path / "inst.json"), str(tmp_path / "inst.json"), images, images),
+    inst = prepare_coco(PrepareConfig("instances", str(tmp_path / "inst.json"), str(tmp_path / "inst.json"), images,
+                                      images),
                         tmp_path / "inst")
     assert (stuff.classes, inst.classes, stuff.val_images, inst.train_images) == (171, 80, 100, 100)
     gt = load_panoptic(COCO_JSON)
@@ -131,7 +131,8 @@ def test_panoptic_to_official_formats_and_back_keeps_every_pixel(coco_mini, tmp_
         iids = read_id_png(tmp_path / "inst/panoptic_val", i_ds.annotations[iid])
         things = [s for s in ann["segments_info"] if gt.categories[s["category_id"]].isthing]
         assert len(i_ds.annotations[iid]["segments_info"]) == len(things)
-        for s, t in zip(sorted(things, key=lambda s: -s["area"]), sorted(i_ds.annotations[iid]["segments_info"], key=lambda s: -s["area"])):
+        for s, t in zip(sorted(things, key=lambda s: -s["area"]),
+                        sorted(i_ds.annotations[iid]["segments_info"], key=lambda s: -s["area"])):
             assert (ids == s["id"]).sum() == (iids == t["id"]).sum() and s["category_id"] == t["category_id"]
     assert json.loads((tmp_path / "inst/instances_val.json").read_text())["annotations"]
     assert json.loads((tmp_path / "stuff/instances_val.json").read_text())["categories"] == []
@@ -155,7 +156,8 @@ def test_prepare_val_limit_keeps_the_first_images(coco_mini, tmp_path):
     val = json.loads((tmp_path / "out/panoptic_val.json").read_text())
     first = sorted(im["id"] for im in json.loads(COCO_JSON.read_text())["images"])[:7]
     assert sorted(im["id"] for im in val["images"]) == sorted(a["image_id"] for a in val["annotations"]) == first
-    assert sorted(p.name for p in (tmp_path / "out/panoptic_val").glob("*.png")) == sorted(a["file_name"] for a in val["annotations"])
+    assert (sorted(p.name for p in (tmp_path / "out/panoptic_val").glob("*.png"))
+            == sorted(a["file_name"] for a in val["annotations"]))
     inst = json.loads((tmp_path / "out/instances_val.json").read_text())
     assert {a["image_id"] for a in inst["annotations"]} <= set(first) and len(inst["images"]) == 7
     with pytest.raises(ConfigError, match="prepare.val_limit"):

@@ -2,11 +2,10 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from zeroseg.errors import DataError
-import pandas as pd
-
 from zeroseg.report import HEADLINE, TASKS, Ablation, ReportInputs, ReportOutputs, write_report
 
 
@@ -34,7 +33,8 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
     assert head["projection.pq_hm.std"] == 0.0
     # rows without curve or fidelity metrics have none of those keys (never a column of nulls)
     tasks_only = ("pq_hm", "map50_hm", "miou_hm")
-    assert set(head) == {"seeds"} | {f"{r}.{k}.{s}" for r in ("projection", "pading") for k in tasks_only for s in ("mean", "std")}
+    assert set(head) == {"seeds"} | {f"{r}.{k}.{s}" for r in ("projection",
+                                                              "pading") for k in tasks_only for s in ("mean", "std")}
     full = json.loads((tmp_path / "full.json").read_text())
     assert full["pading.map50_unseen.mean"] is None  # absent in one seed: absent, never averaged over the others
     assert full["pading.pq_hm.s2"] == 0.9 and full["seeds"] == [0, 1, 2]
@@ -80,20 +80,23 @@ def test_curve_area_and_feature_level_scores_over_seeds(tmp_path):
     fid.mkdir()
     diag.mkdir()
     for seed, (area, acc) in enumerate(((0.10, 0.2), (0.14, 0.4))):
-        _row(tmp_path, "projection", seed, ausuc=0.05, curve_pq_seen_max=0.6, curve_pq_unseen_max=0.2, curve_pq_hm_max=0.25)
+        _row(tmp_path, "projection", seed, ausuc=0.05, curve_pq_seen_max=0.6, curve_pq_unseen_max=0.2,
+             curve_pq_hm_max=0.25)
         _row(tmp_path, "pading", seed, ausuc=area, curve_pq_seen_max=0.6, curve_pq_unseen_max=0.3, curve_pq_hm_max=0.3)
         (fid / f"pading-s{seed}.json").write_text(json.dumps({"feat_acc_seen": 0.8, "feat_acc_unseen": acc,
                                                               "feat_acc_hm": acc, "mmd_unseen": 0.5}))
     pd.DataFrame([{"category_id": 3, "name": "red triangle", "split": "unseen", "acc": 0.25, "n_test": 8, "mmd": 0.3,
                    "ratio": 1.2, "predicted": "red square 60%, red triangle 40%"},
-                  {"category_id": 1, "name": "red circle", "split": "seen", "acc": 1.0, "n_test": 4, "mmd": float("nan"),
+                  {"category_id": 1, "name": "red circle", "split": "seen", "acc": 1.0, "n_test": 4,
+                   "mmd": float("nan"),
                    "ratio": float("nan"), "predicted": ""}]).to_parquet(diag / "pading-s0.parquet")
     head = _report(tmp_path, ["projection", "pading"], [0, 1], ["pading"], fidelity_dir=fid, diagnostics_dir=diag)
     assert set(HEADLINE) == {"pq_hm", "map50_hm", "miou_hm", "ausuc", "feat_acc_hm"}
     assert head["pading.ausuc.mean"] == pytest.approx(0.12) and head["pading.feat_acc_hm.mean"] == pytest.approx(0.3)
     assert head["projection.ausuc.std"] == 0.0 and "projection.feat_acc_hm.mean" not in head
     md = (tmp_path / "t.md").read_text()
-    assert "| pading | 12.0 ± 2.8 | 60.0 ± 0.0 / 30.0 ± 0.0 | 30.0 ± 0.0 | 80.0 ± 0.0 / 30.0 ± 14.1 / 30.0 ± 14.1 | 50.00 ± 0.00 |" in md
+    assert ("| pading | 12.0 ± 2.8 | 60.0 ± 0.0 / 30.0 ± 0.0 | 30.0 ± 0.0 | "
+            "80.0 ± 0.0 / 30.0 ± 14.1 / 30.0 ± 14.1 | 50.00 ± 0.00 |") in md
     assert "| projection | 5.0 ± 0.0 | 60.0 ± 0.0 / 20.0 ± 0.0 | 25.0 ± 0.0 | – / – / – | – |" in md
     assert "| pading | red triangle | 25.0 | 30.00 | 1.20 | red square 60%, red triangle 40% |" in md
     assert "red circle" not in md.split("## Unseen classes")[1]

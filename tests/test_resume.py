@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
-from zeroseg.segmenter.model import SegmenterConfig
 from zeroseg.resume import KILL_AT_STEP
+from zeroseg.segmenter.model import SegmenterConfig
 from zeroseg.segmenter.train import train_segmenter
 from zeroseg.split import split_dataset
 
@@ -35,7 +35,8 @@ def _curves(d):
 
 
 def test_killed_between_checkpoints_resumes_to_identical_weights_and_curves(tiny_benchmark, tmp_path, monkeypatch):
-    split = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default", tmp_path / "split")
+    split = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default",
+                          tmp_path / "split")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"segmenter": TINY}))
     for cmd in (["git", "init", "-q"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
                                         "--allow-empty", "-m", "x"]):
@@ -43,7 +44,8 @@ def test_killed_between_checkpoints_resumes_to_identical_weights_and_curves(tiny
     monkeypatch.chdir(tmp_path)  # the uninterrupted run in this process, the interrupted one as the stage
     torch.set_num_threads(1)
     train_segmenter(SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}),
-                    split.seen_json, tiny_benchmark / "train", "full", tiny_benchmark / "annotations" / "panoptic_train",
+                    split.seen_json, tiny_benchmark / "train", "full",
+                    tiny_benchmark / "annotations" / "panoptic_train",
                     "live-full", show_progress=False)
 
     killed = _train(tmp_path, split, tiny_benchmark, "resumed", kill_at=5)  # checkpoints after steps 3 and 6
@@ -67,14 +69,16 @@ def test_killed_between_checkpoints_resumes_to_identical_weights_and_curves(tiny
 def test_restarting_without_the_saved_rng_state_would_differ(tiny_benchmark, tmp_path):
     """The test above can fail: resuming with a fresh torch RNG (the state before this change)
     gives different weights, because Mask2Former's loss samples points at random."""
-    split = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default", tmp_path / "split")
-    cfg = SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()} | {"iterations": 4,
-                                                                                                     "checkpoint_every": 2})
+    split = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default",
+                          tmp_path / "split")
+    cfg = SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}
+                          | {"iterations": 4, "checkpoint_every": 2})
     kw = dict(png_dir=tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
     train_segmenter(cfg, split.seen_json, tiny_benchmark / "train", tmp_path / "a", **kw)
     import dataclasses
 
-    train_segmenter(dataclasses.replace(cfg, iterations=2), split.seen_json, tiny_benchmark / "train", tmp_path / "b", **kw)
+    train_segmenter(dataclasses.replace(cfg, iterations=2), split.seen_json, tiny_benchmark / "train", tmp_path / "b",
+                    **kw)
     ck = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     from zeroseg.segmenter.model import build_model, save_checkpoint
 
@@ -106,7 +110,8 @@ def test_generator_killed_between_checkpoints_resumes_to_identical_weights(tmp_p
 
     def run(out, kill_at=0):
         e = dict(env, **({KILL_AT_STEP: str(kill_at)} if kill_at else {}))
-        return subprocess.run([sys.executable, str(ROOT / "stages/train_generator.py"), str(store), str(emb), str(seg), out,
+        return subprocess.run([sys.executable, str(ROOT / "stages/train_generator.py"), str(store), str(emb), str(seg),
+                               out,
                                "--config", "pading.json", "--seed", "0"], cwd=tmp_path, env=e, capture_output=True,
                               text=True, timeout=300)
 

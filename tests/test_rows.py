@@ -26,7 +26,8 @@ ROOT_ROWS = list(yaml.safe_load(PARAMS.read_text())["generators"])
 EXTRA = [dict(recipe="official", align=False, disentangle=True), dict(recipe="official", align=True, disentangle=False),
          dict(schedule="joint", batch="classes", align=False, disentangle=False)]
 #: another valid value for every key some row does not read
-OTHER = {"num_primitives": 7, "layers": 2, "heads": 1, "dim": 4, "primitive_layout": "official", "lambda": 0.7, "tau": 0.3,
+OTHER = {"num_primitives": 7, "layers": 2, "heads": 1, "dim": 4, "primitive_layout": "official", "lambda": 0.7,
+         "tau": 0.3,
          "unseen_per_class": 3, "classes_per_batch": 3, "per_class": 5, "images_per_batch": 2, "ridge": 0.5,
          # keys only a closed-form row (linear) leaves unread
          "ffn": 16, "dropout": 0.3, "iterations": 3, "checkpoint_every": 2, "mmd": "official", "sigmas": [1.0, 3.0],

@@ -134,13 +134,15 @@ def test_resume_from_last_checkpoint(trained, tiny_benchmark, tmp_path):
 
     cfg5 = dataclasses.replace(cfg, iterations=5, checkpoint_every=2)
     out = tmp_path / "m"
-    train_segmenter(cfg5, split.seen_json, tiny_benchmark / "train", out, tiny_benchmark / "annotations" / "panoptic_train",
+    train_segmenter(cfg5, split.seen_json, tiny_benchmark / "train", out,
+                    tiny_benchmark / "annotations" / "panoptic_train",
                     show_progress=False)
     full = torch.load(out / "model.pt", weights_only=True)
     # simulate an interruption after step 4: a last.pt from a run stopped there
     out2 = tmp_path / "m2"
     cfg4 = dataclasses.replace(cfg5, iterations=4, checkpoint_every=4)
-    train_segmenter(cfg4, split.seen_json, tiny_benchmark / "train", out2, tiny_benchmark / "annotations" / "panoptic_train",
+    train_segmenter(cfg4, split.seen_json, tiny_benchmark / "train", out2,
+                    tiny_benchmark / "annotations" / "panoptic_train",
                     show_progress=False)
     ck = torch.load(out2 / "model.pt", weights_only=True)
     ck["config"] = dataclasses.asdict(cfg5)
@@ -154,7 +156,8 @@ def test_resume_from_last_checkpoint(trained, tiny_benchmark, tmp_path):
             p.add_(0.05 * torch.randn(p.shape, generator=g))
     saved = {k: p.detach().clone() for k, p in m.named_parameters()}
     save_checkpoint(out2 / "last.pt", m, cfg5, ck["classes"], 4)
-    r = train_segmenter(cfg5, split.seen_json, tiny_benchmark / "train", out2, tiny_benchmark / "annotations" / "panoptic_train",
+    r = train_segmenter(cfg5, split.seen_json, tiny_benchmark / "train", out2,
+                        tiny_benchmark / "annotations" / "panoptic_train",
                         show_progress=False)
     assert r.resumed_from == 4 and not (out2 / "last.pt").exists()
     resumed = torch.load(out2 / "model.pt", weights_only=True)
@@ -206,7 +209,8 @@ def test_dump_augmented_passes_add_views_of_every_image(trained, tiny_benchmark)
     n = plain.num_rows
     assert aug.num_rows == 3 * n and len(aug.index) == 3 * len(plain.index)
     ids = aug.column("image_id")
-    assert np.array_equal(ids[:n], plain.column("image_id")) and np.array_equal(aug.source_image_ids()[n:2 * n], ids[:n])
+    assert np.array_equal(ids[:n], plain.column("image_id"))
+    assert np.array_equal(aug.source_image_ids()[n:2 * n], ids[:n])
     assert (ids[n:2 * n] - ids[:n] == VIEW_STRIDE).all() and (ids[2 * n:] - ids[:n] == 2 * VIEW_STRIDE).all()
     assert np.array_equal(aug.features(np.arange(n)), plain.features(np.arange(n)))
     assert not np.array_equal(aug.features(np.arange(n, 2 * n)), plain.features(np.arange(n)))  # other pixels
@@ -254,11 +258,14 @@ def test_dump_of_an_ignore_split_matches_no_query_to_an_unseen_segment(trained, 
     ign = split_dataset(tiny_benchmark / "annotations" / "panoptic_train.json", "benchmark-default", tmp_path / "split",
                         policy="ignore")
     unseen = {c["id"] for c in read_json(split.all_json)["categories"] if c["split"] == "unseen"}
-    kw = dict(cfg=DumpConfig(batch_size=8), png_dir=tiny_benchmark / "annotations" / "panoptic_train", show_progress=False)
-    st = FeatureStore(dump_features(res.checkpoint, ign.seen_json, tiny_benchmark / "train", tmp_path / "f", **kw).store)
+    kw = dict(cfg=DumpConfig(batch_size=8), png_dir=tiny_benchmark / "annotations" / "panoptic_train",
+              show_progress=False)
+    st = FeatureStore(dump_features(res.checkpoint, ign.seen_json, tiny_benchmark / "train", tmp_path / "f",
+                                    **kw).store)
     assert len(st.index) == ign.num_images > split.num_seen_images
     assert not set(st.labels.tolist()) & unseen and (st.labels >= 0).any()
-    ref = FeatureStore(dump_features(res.checkpoint, ign.all_json, tiny_benchmark / "train", tmp_path / "g", **kw).store)
+    ref = FeatureStore(dump_features(res.checkpoint, ign.all_json, tiny_benchmark / "train", tmp_path / "g",
+                                     **kw).store)
     assert set(ref.labels.tolist()) & unseen
 
 
@@ -268,15 +275,18 @@ def test_dump_stores_compact_masks_and_scores_them(trained, tiny_benchmark):
     from zeroseg.evaluate.inference import InferenceConfig
     from zeroseg.evaluate.score import evaluate_segmenter
 
-    gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
+    gt_json, gt_dir = (tiny_benchmark / "annotations" / "panoptic_val.json",
+                       tiny_benchmark / "annotations" / "panoptic_val")
     scores, masks = {}, {}
     for size in (0, 16, 8):
-        r = dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / f"val{size}", DumpConfig(batch_size=4, mask_size=size),
+        r = dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / f"val{size}",
+                          DumpConfig(batch_size=4, mask_size=size),
                           gt_dir, keep_masks=True, show_progress=False)
         st = FeatureStore(r.store)
         masks[size] = np.concatenate([s["masks"][:] for s in st.mask_shards()]).astype(np.float32)
         assert masks[size].shape[2:] == ((16, 16) if size in (0, 16) else (8, 8))
-        scores[size] = evaluate_segmenter(res.checkpoint, r.store, gt_json, gt_dir, split.all_json, InferenceConfig(0.0))
+        scores[size] = evaluate_segmenter(res.checkpoint, r.store, gt_json, gt_dir, split.all_json,
+                                          InferenceConfig(0.0))
     # the model's own side (image_size / 4 = 16) given explicitly is the full store: same masks, same scores
     assert np.array_equal(masks[16], masks[0]) and scores[16] == scores[0]
     # a compact side keeps each 2x2 block's mean logit (area resampling; float16 storage: ~1e-3 relative)
@@ -371,7 +381,8 @@ def test_pretrained_backbone_from_local_folder(tmp_path):
     k = "embedder.embedder.convolution.weight"
     assert torch.equal(m.model.pixel_level_module.encoder.state_dict()[k], src.state_dict()[k])
     with pytest.raises(ConfigError, match="does not fit the configured ResNet"):
-        build_model(dataclasses.replace(cfg, backbone_widths=(16, 32, 64, 128), pretrained_backbone=str(tmp_path / "resnet")), 4)
+        build_model(dataclasses.replace(cfg, backbone_widths=(16, 32, 64, 128),
+                                        pretrained_backbone=str(tmp_path / "resnet")), 4)
 
 
 FAST_HEAD = {"iterations": 20, "images_per_batch": 2}  # the head predict retrains: 20 steps, not 3000
@@ -434,7 +445,8 @@ def test_predict_own_images_with_a_new_class(trained, predict_run, tiny_benchmar
     assert r.exit_code == 0, r.output
     pred = read_json(tmp_path / "p" / "predictions.json")
     names = {c["name"]: c["id"] for c in pred["categories"]}
-    assert {"purple star", "zebra"} <= set(names) and names["zebra"] > max(c["id"] for c in read_json(split.all_json)["categories"])
+    assert {"purple star",
+            "zebra"} <= set(names) and names["zebra"] > max(c["id"] for c in read_json(split.all_json)["categories"])
     for im, ann in zip(pred["images"], pred["annotations"]):
         ids = np.asarray(Image.open(tmp_path / "p" / "panoptic" / ann["file_name"]).convert("RGB")).astype(np.int64)
         ids = ids[..., 0] + 256 * ids[..., 1] + 65536 * ids[..., 2]
@@ -609,13 +621,14 @@ def test_universal_scores_equal_an_independent_computation(trained, tiny_benchma
     """Instance and semantic scores of a head over seen + unseen classes, from the stored features
     and masks, equal Mask2Former's rules recomputed in NumPy + pycocotools (tools/independent.py)."""
     from tools.independent import KEYS, independent_scores
-    from zeroseg.data.panoptic import load_panoptic
     from zeroseg.data.classes import unseen_from_split
+    from zeroseg.data.panoptic import load_panoptic
     from zeroseg.evaluate.score import evaluate_head
     from zeroseg.head.model import Head
 
     d, split, res, cfg = trained
-    gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
+    gt_json, gt_dir = (tiny_benchmark / "annotations" / "panoptic_val.json",
+                       tiny_benchmark / "annotations" / "panoptic_val")
     r = dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", d / "val_universal", DumpConfig(batch_size=4),
                       gt_dir, keep_masks=True, show_progress=False)
     cats = load_panoptic(split.all_json).categories
@@ -638,15 +651,16 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_benchmark):
     params moves the table along the same curve."""
     import math
 
+    from zeroseg.data.classes import unseen_from_split
     from zeroseg.data.panoptic import load_panoptic
     from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
-    from zeroseg.data.classes import unseen_from_split
     from zeroseg.evaluate.inference import InferenceConfig
     from zeroseg.evaluate.score import evaluate_head, predict_store
     from zeroseg.head.model import Head
 
     d, split, res, cfg = trained
-    gt_json, gt_dir = tiny_benchmark / "annotations" / "panoptic_val.json", tiny_benchmark / "annotations" / "panoptic_val"
+    gt_json, gt_dir = (tiny_benchmark / "annotations" / "panoptic_val.json",
+                       tiny_benchmark / "annotations" / "panoptic_val")
     store = d / "val_universal"
     if not store.exists():
         dump_features(res.checkpoint, gt_json, tiny_benchmark / "val", store, DumpConfig(batch_size=4), gt_dir,
@@ -682,7 +696,8 @@ def test_seen_unseen_curve_on_stored_queries(trained, tiny_benchmark):
 
     save_head(d / "curve_head.pt", head, ClassifierConfig(), "test")
     (d / "curve_params.yaml").write_text("inference:\n  object_threshold: 0.0\n  curve_points: 7\n  seen_offset: 1.5\n")
-    r = CliRunner().invoke(app, ["curve", str(d / "curve_head.pt"), str(store), str(gt_json), str(gt_dir), str(split.all_json),
+    r = CliRunner().invoke(app, ["curve", str(d / "curve_head.pt"), str(store), str(gt_json), str(gt_dir),
+                                 str(split.all_json),
                                  "--params", str(d / "curve_params.yaml"), "--out", str(d / "curve.parquet")])
     assert r.exit_code == 0, r.output
     assert "ausuc" in r.output

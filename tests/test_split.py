@@ -8,11 +8,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import COCO_JSON, COCO_MINI, COCO_PNG, read_json, write_json
 from zeroseg.cli import app
-from zeroseg.data.panoptic import id2rgb, rgb2id
-from zeroseg.errors import ConfigError, DataError, LeakError
 from zeroseg.data.classes import PRESETS, resolve_unseen
+from zeroseg.data.panoptic import id2rgb, load_panoptic, rgb2id
+from zeroseg.errors import ConfigError, DataError, LeakError
 from zeroseg.segmenter.data import PanopticSegments, seen_classes
-from zeroseg.data.panoptic import load_panoptic
 from zeroseg.split import check_no_leak, check_no_unseen_target, split_dataset
 
 
@@ -44,7 +43,8 @@ def test_coco_mini_ignore_policy_keeps_every_image_without_an_unseen_target(coco
     assert res.metrics()["ignored_segments"] == res.ignored_segments > 69
     seen = read_json(res.seen_json)
     unseen_ids = {c["id"] for c in seen["categories"] if c["split"] == "unseen"}
-    flags = [(s["category_id"] in unseen_ids, s.get("ignore", 0)) for a in seen["annotations"] for s in a["segments_info"]]
+    flags = [(s["category_id"] in unseen_ids,
+              s.get("ignore", 0)) for a in seen["annotations"] for s in a["segments_info"]]
     assert sum(u for u, _ in flags) == res.ignored_segments and all(u == bool(i) for u, i in flags)
     assert int(pd.read_parquet(res.manifest).kept.sum()) == 100
     # the segmenter's training data (strict: a target outside the seen classes would raise)
@@ -167,7 +167,8 @@ def test_missing_png(benchmark_copy, tmp_path):
 
 def test_segment_absent_from_png(benchmark_copy, tmp_path):
     def edit(d, root):
-        d["annotations"][2]["segments_info"].append({"id": 77, "category_id": 1, "area": 5, "bbox": [0, 0, 1, 1], "iscrowd": 0})
+        d["annotations"][2]["segments_info"].append({"id": 77, "category_id": 1, "area": 5, "bbox": [0, 0, 1, 1],
+                                                     "iscrowd": 0})
     _bad(benchmark_copy, tmp_path, edit, r"segments_info id\(s\) \[77\] of image 3 are absent from the PNG")
 
 
@@ -180,7 +181,8 @@ def test_png_id_absent_from_json(benchmark_copy, tmp_path):
 def test_unknown_category_id(benchmark_copy, tmp_path):
     def edit(d, root):
         d["annotations"][0]["segments_info"][0]["category_id"] = 999
-    _bad(benchmark_copy, tmp_path, edit, r"annotations\[0\] \(image 1\)\.segments_info\[0\]\.category_id 999 is not a known category id")
+    _bad(benchmark_copy, tmp_path, edit,
+         r"annotations\[0\] \(image 1\)\.segments_info\[0\]\.category_id 999 is not a known category id")
 
 
 def test_duplicate_image_id(benchmark_copy, tmp_path):

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT, WORD_VECTORS, write_json
-from zeroseg.embed.sources import EmbedConfig
-from zeroseg.embed.vectors import embed_classes
-from zeroseg.embed.space import read_embeddings
 from zeroseg.embed.safe_pickle import load_pickle
+from zeroseg.embed.sources import EmbedConfig
+from zeroseg.embed.space import read_embeddings
 from zeroseg.embed.table import load_table
+from zeroseg.embed.vectors import embed_classes
 from zeroseg.embed.words import load_keyed_vectors
 from zeroseg.errors import DataError
 
@@ -45,7 +45,8 @@ def _names(tmp_path: Path, *names: str) -> Path:
 
 
 @pytest.mark.parametrize("protocol", [0, 2, 4, 5])
-@pytest.mark.parametrize("wrap", [lambda x: x, lambda x: {"vectors": np.ones((1, 3)), "hook": [x]}], ids=["bare", "nested"])
+@pytest.mark.parametrize("wrap", [lambda x: x, lambda x: {"vectors": np.ones((1, 3)), "hook": [x]}],
+                         ids=["bare", "nested"])
 def test_malicious_pickle_is_refused(tmp_path, protocol, wrap):
     witness = tmp_path / "FILE"
     evil = _evil(tmp_path / "table.pkl", witness, protocol, wrap)
@@ -64,7 +65,8 @@ def test_any_other_global_is_refused(tmp_path, target):
 
     p = tmp_path / "t.pkl"
     p.write_bytes(pickle.dumps(Call()))
-    with pytest.raises(DataError, match=rf"{p}: refused to unpickle the global '{target.__module__}\.{target.__qualname__}'"):
+    with pytest.raises(DataError,
+                       match=rf"{p}: refused to unpickle the global '{target.__module__}\.{target.__qualname__}'"):
         load_pickle(p)
 
 
@@ -165,7 +167,8 @@ def test_gensim_kv_malicious_or_foreign_is_refused(tmp_path):
     witness = tmp_path / "FILE"
     for wrap in (lambda x: x, lambda x: Counter({"a": x})):
         evil = _evil(tmp_path / "evil.kv", witness, wrap=wrap)
-        with pytest.raises(DataError, match=rf"{evil}: refused to unpickle the global '({SYSTEM}|collections\.Counter)'"):
+        with pytest.raises(DataError,
+                           match=rf"{evil}: refused to unpickle the global '({SYSTEM}|collections\.Counter)'"):
             load_keyed_vectors(evil)
     assert not witness.exists()
     # a KeyedVectors that asks gensim to unpickle a side file without restriction
@@ -203,8 +206,8 @@ def test_a_checkpoint_that_needs_full_unpickling_is_refused(tmp_path):
     """A .pt file carrying a code-running object fails as a DataError (weights_only=True)."""
     import torch
 
-    from zeroseg.head.model import load_head
     from zeroseg.generator.checkpoint import load_generator
+    from zeroseg.head.model import load_head
     from zeroseg.segmenter.model import load_checkpoint
 
     witness = tmp_path / "FILE"
@@ -224,8 +227,7 @@ def test_checkpoints_are_byte_stable(tmp_path):
 
     import torch
 
-    from zeroseg.head.model import Head
-    from zeroseg.head.model import load_head, save_head
+    from zeroseg.head.model import Head, load_head, save_head
     from zeroseg.head.train import ClassifierConfig
 
     torch.manual_seed(0)

@@ -78,7 +78,8 @@ def independent_scores(store, weight: np.ndarray, bias: np.ndarray, class_ids: l
                 score = flat[f] * (sig[q] * binary).sum() / (binary.sum() + 1e-6)
                 rle = mask_utils.encode(np.asfortranarray(binary.astype(np.uint8)))
                 rle["counts"] = rle["counts"].decode()
-                dets.append({"image_id": image_id, "category_id": class_ids[c], "segmentation": rle, "score": float(score)})
+                dets.append({"image_id": image_id, "category_id": class_ids[c], "segmentation": rle,
+                             "score": float(score)})
             # semantic rule and the confusion matrix (GT VOID ignored)
             sem = np.einsum("qc,qhw->chw", prob[:, :K], sig).argmax(0)
             ids = _ids(Path(gt_dir) / anns[image_id]["file_name"])

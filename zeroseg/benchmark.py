@@ -90,7 +90,8 @@ class BenchmarkConfig:
             raise ConfigError(f"benchmark.objects_per_image: need 0 <= min <= max, got {self.objects_per_image}")
         lo, hi = self.stuff_regions
         if not 1 <= lo <= hi <= len(self.stuff):
-            raise ConfigError(f"benchmark.stuff_regions: need 1 <= min <= max <= {len(self.stuff)}, got {self.stuff_regions}")
+            raise ConfigError(f"benchmark.stuff_regions: need 1 <= min <= max <= {len(self.stuff)}, got "
+                              f"{self.stuff_regions}")
         if self.image_size < 32:
             raise ConfigError(f"benchmark.image_size: at least 32 px, got {self.image_size}")
 
@@ -163,7 +164,8 @@ def texture(kind: str, tint: tuple[int, int, int], size: int, rng: np.random.Gen
     return img + rng.normal(0, 4, img.shape).astype(np.float32)
 
 
-def render_image(cfg: BenchmarkConfig, cats: list[dict], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def render_image(cfg: BenchmarkConfig, cats: list[dict],
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Draw one image. Returns RGB (S, S, 3) uint8, segment ids (S, S) int64, segments_info."""
     S = cfg.image_size
     things = [c for c in cats if c["isthing"]]

@@ -6,7 +6,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -39,14 +38,15 @@ def _reported() -> Iterator[None]:
 @app.command()
 def benchmark(
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the benchmark into (replaced atomically)."),
-    params: Optional[Path] = typer.Option(None, help="params.yaml whose 'benchmark' section sets the world; defaults otherwise."),
-    seed: Optional[int] = typer.Option(None, help="Override the seed."),
+    params: Path | None = typer.Option(None, help="params.yaml whose 'benchmark' section sets the world; defaults "
+                                                  "otherwise."),
+    seed: int | None = typer.Option(None, help="Override the seed."),
 ) -> None:
     """Write the embedded synthetic benchmark in the COCO panoptic format."""
     import dataclasses
 
-    from zeroseg.config import load_section
     from zeroseg.benchmark import BenchmarkConfig, generate
+    from zeroseg.config import load_section
 
     with _reported():
         cfg = load_section(params, "benchmark", BenchmarkConfig) if params else BenchmarkConfig()
@@ -59,9 +59,10 @@ def benchmark(
 @app.command()
 def split(
     annotation_json: Path = typer.Argument(..., help="COCO panoptic JSON (its PNGs in the folder of the same stem)."),
-    unseen: str = typer.Option(..., help="Preset (coco-zsp, coco-zss, coco-zsi-48-17, coco-zsi-65-15, benchmark-default) or comma-separated class names."),
+    unseen: str = typer.Option(..., help="Preset (coco-zsp, coco-zss, coco-zsi-48-17, coco-zsi-65-15, "
+                                         "benchmark-default) or comma-separated class names."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (replaced atomically)."),
-    png_dir: Optional[Path] = typer.Option(None, help="Segment PNG folder if not <json stem>/ beside the JSON."),
+    png_dir: Path | None = typer.Option(None, help="Segment PNG folder if not <json stem>/ beside the JSON."),
     verify_pngs: bool = typer.Option(True, help="Read every PNG to check ids and run the leak guard."),
     policy: str = typer.Option("drop", help="drop: train only on images with no unseen pixel (ZSP, ZSI); "
                                             "ignore: keep every image, unseen segments become ignore regions (ZSS)."),
@@ -78,8 +79,10 @@ def split(
 
 @app.command()
 def prepare(
-    out_dir: Path = typer.Option(..., "--out", help="Output folder: panoptic_{train,val}.json + PNGs, instances_val.json."),
-    params: Path = typer.Option(Path("params.yaml"), help="params.yaml whose 'prepare' section names the official COCO files."),
+    out_dir: Path = typer.Option(..., "--out",
+                                 help="Output folder: panoptic_{train,val}.json + PNGs, instances_val.json."),
+    params: Path = typer.Option(Path("params.yaml"),
+                                help="params.yaml whose 'prepare' section names the official COCO files."),
 ) -> None:
     """Official COCO files (panoptic, COCO-Stuff maps or 2014 instances) -> the pipelines' panoptic layout."""
     from zeroseg.data.prepare import PrepareConfig, prepare_coco
@@ -111,7 +114,7 @@ def check_leak(
     seen_json: Path = typer.Argument(..., help="The seen-split JSON to check."),
     reference_json: Path = typer.Argument(..., help="The original (unsplit) panoptic JSON."),
     unseen: str = typer.Option(..., help="Preset or comma-separated unseen class names."),
-    png_dir: Optional[Path] = typer.Option(None, help="Segment PNG folder; default <reference stem>/."),
+    png_dir: Path | None = typer.Option(None, help="Segment PNG folder; default <reference stem>/."),
 ) -> None:
     """Leak guard: fail if any seen-split image has a pixel of an unseen class (reads the PNGs)."""
     from zeroseg.data.panoptic import default_png_dir
@@ -124,16 +127,21 @@ def check_leak(
 
 @app.command("embed-classes")
 def embed_classes_cmd(
-    categories_json: Path = typer.Argument(..., help="Any COCO-format JSON with 'categories' (e.g. split's *_all.json)."),
-    source: str = typer.Option("minilm", help="minilm | clip | word2vec | glove | table | attributes; 'clip+word2vec' concatenates."),
+    categories_json: Path = typer.Argument(...,
+                                           help="Any COCO-format JSON with 'categories' (e.g. split's *_all.json)."),
+    source: str = typer.Option("minilm",
+                               help="minilm | clip | word2vec | glove | table | attributes; 'clip+word2vec' "
+                                    "concatenates."),
     out_file: Path = typer.Option(..., "--out", help="Output Parquet file."),
-    params: Optional[Path] = typer.Option(None, help="params.yaml whose 'embed' section gives templates, model paths, ...; --source overrides its source."),
-    clip_model: Optional[str] = typer.Option(None, help="Local CLIP folder or hub name."),
-    word_vectors: Optional[Path] = typer.Option(None, help="gensim KeyedVectors file (word2vec / GloVe): .bin, text, or "
+    params: Path | None = typer.Option(None, help="params.yaml whose 'embed' section gives templates, model paths, "
+                                                  "...; --source overrides its source."),
+    clip_model: str | None = typer.Option(None, help="Local CLIP folder or hub name."),
+    word_vectors: Path | None = typer.Option(None, help="gensim KeyedVectors file (word2vec / GloVe): .bin, text, or "
                                                            ".kv (read with a restricted unpickler)."),
-    table: Optional[Path] = typer.Option(None, help="Precomputed matrix (.npy without pickles, .pkl/.pickle through a "
-                                                    "restricted unpickler: arrays and plain containers only, or comma text)."),
-    table_names: Optional[Path] = typer.Option(None, help="The table's class names, one a line."),
+    table: Path | None = typer.Option(None, help="Precomputed matrix (.npy without pickles, .pkl/.pickle through a "
+                                                    "restricted unpickler: arrays and plain containers only, or comma "
+                                                    "text)."),
+    table_names: Path | None = typer.Option(None, help="The table's class names, one a line."),
 ) -> None:
     """Embed class names: one L2-normalised vector per class, written as Parquet."""
     import dataclasses
@@ -167,14 +175,15 @@ def train_segmenter_cmd(
     png_dir: Path = typer.Argument(..., help="Segment PNG folder."),
     out_dir: Path = typer.Argument(..., help="Checkpoint folder (model.pt, last.pt while training)."),
     params: Path = PARAMS,
-    live_dir: Optional[Path] = typer.Option(None, help="dvclive folder for the curves."),
+    live_dir: Path | None = typer.Option(None, help="dvclive folder for the curves."),
 ) -> None:
     """Train the seen-only Mask2Former (section 'segmenter'); also under torchrun."""
     from zeroseg.segmenter.model import SegmenterConfig
     from zeroseg.segmenter.train import train_segmenter
 
     with _reported():
-        res = train_segmenter(_section(params, "segmenter", SegmenterConfig), seen_json, image_dir, out_dir, png_dir, live_dir)
+        res = train_segmenter(_section(params, "segmenter", SegmenterConfig), seen_json, image_dir, out_dir, png_dir,
+                              live_dir)
     out.print(f"{res.steps} steps (resumed from {res.resumed_from}), loss {res.final_loss:.3f} -> {res.checkpoint}")
 
 
@@ -202,11 +211,12 @@ def train_generator_cmd(
     seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
     embeddings: Path = typer.Argument(..., help="Class-name embeddings (embed-classes Parquet)."),
     out_file: Path = typer.Argument(..., help="Generator checkpoint to write."),
-    segmenter: Optional[Path] = typer.Option(None, help="Segmenter checkpoint: the joint schedule's head starts from its seen head."),
+    segmenter: Path | None = typer.Option(None, help="Segmenter checkpoint: the joint schedule's head starts from its "
+                                                     "seen head."),
     params: Path = PARAMS,
-    row: Optional[str] = typer.Option(None, help="An ablation row (a key of params 'generators'): its overrides of the "
+    row: str | None = typer.Option(None, help="An ablation row (a key of params 'generators'): its overrides of the "
                                                  "'generator' section, as the pipeline's stage trains it."),
-    seed: Optional[int] = typer.Option(None, help="Override generator.seed (the pipeline's ablation seed)."),
+    seed: int | None = typer.Option(None, help="Override generator.seed (the pipeline's ablation seed)."),
 ) -> None:
     """Train the feature generator (section 'generator', or an ablation row with --row; with schedule
     joint also the class head, section 'classifier')."""
@@ -242,10 +252,10 @@ def retrain_classifier_cmd(
     embeddings: Path = typer.Argument(..., help="Class-name embeddings Parquet."),
     split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (seen/unseen, thing/stuff)."),
     out_file: Path = typer.Argument(..., help="Head checkpoint to write."),
-    unseen_features: Optional[Path] = typer.Option(None, help="Store of unseen features (synthesized, or real: oracle)."),
-    baseline: Optional[str] = typer.Option(None, help="A baseline row instead (zeroseg/head/baselines.py: projection, "
+    unseen_features: Path | None = typer.Option(None, help="Store of unseen features (synthesized, or real: oracle)."),
+    baseline: str | None = typer.Option(None, help="A baseline row instead (zeroseg/head/baselines.py: projection, "
                                                       "oracle with the real --unseen-features)."),
-    generator: Optional[Path] = typer.Option(None, help="The row's generator: a jointly trained one carries the head."),
+    generator: Path | None = typer.Option(None, help="The row's generator: a jointly trained one carries the head."),
     params: Path = PARAMS,
 ) -> None:
     """A classifier over seen + unseen + no-object (section 'classifier')."""
@@ -268,9 +278,9 @@ def predict(
     run_dir: Path = typer.Option(Path("."), help="Root of a pipeline run (data/segmenter, data/generators, ...)."),
     generator: str = typer.Option("pading", help="Which trained generator (ablation row) synthesises the new classes."),
     seed: int = typer.Option(0, help="Which ablation seed's generator (data/generators/<row>-s<seed>.pt)."),
-    params: Optional[Path] = typer.Option(None, help="params.yaml: 'inference' thresholds, 'classifier' head recipe."),
+    params: Path | None = typer.Option(None, help="params.yaml: 'inference' thresholds, 'classifier' head recipe."),
 ) -> None:
-    """Panoptic, instance and semantic prediction for your own images; new class names are added without retraining the segmenter."""
+    """Panoptic, instance and semantic prediction for your own images; new class names are added without retraining the segmenter."""  # noqa: E501 (one line: typer shows it as is)
     from zeroseg.predict import ModelFiles, predict_images, with_classifier, with_inference
 
     with _reported():
@@ -288,11 +298,12 @@ def curve(
     gt_dir: Path = typer.Argument(..., help="Ground-truth segment PNG folder."),
     split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (which classes are unseen)."),
     params: Path = PARAMS,
-    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the curve (offset, pq_seen, pq_unseen, pq_hm) as Parquet."),
+    out_file: Path | None = typer.Option(None, "--out",
+                                         help="Write the curve (offset, pq_seen, pq_unseen, pq_hm) as Parquet."),
 ) -> None:
     """A head's seen–unseen PQ curve over the seen offset γ and its area (AUSUC; section 'inference')."""
-    from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
     from zeroseg.data.classes import unseen_from_split
+    from zeroseg.evaluate.curve import curve_metrics, seen_unseen_curve
     from zeroseg.evaluate.inference import InferenceConfig
     from zeroseg.features.store import FeatureStore
     from zeroseg.head.model import load_head
@@ -313,12 +324,13 @@ def curve(
 @app.command()
 def fidelity(
     seen_store: Path = typer.Argument(..., help="Feature store of the seen training images."),
-    unseen_store: Path = typer.Argument(..., help="Store with REAL unseen features (the removed images, or validation)."),
+    unseen_store: Path = typer.Argument(...,
+                                        help="Store with REAL unseen features (the removed images, or validation)."),
     synthetic_store: Path = typer.Argument(..., help="The generator's synthetic store (stage synthesize)."),
     split_all_json: Path = typer.Argument(..., help="zeroseg split's *_all.json (class names)."),
-    head: Optional[Path] = typer.Option(None, help="A class head: where it sends each unseen class's real queries."),
+    head: Path | None = typer.Option(None, help="A class head: where it sends each unseen class's real queries."),
     params: Path = PARAMS,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + per-class table as JSON."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write flat metrics + per-class table as JSON."),
 ) -> None:
     """Feature-level GZSL score of synthetic features: a linear classifier on real seen + synthetic
     unseen features, tested on held-out real seen and real unseen ones; MMD per unseen class."""
@@ -334,7 +346,7 @@ def fidelity(
     _write_metrics(flat, table.astype(object).where(table.notna(), None).to_dict("records"), json_out)  # NaN -> null
 
 
-def _write_metrics(flat: dict, table: list | None, json_out: Optional[Path]) -> None:
+def _write_metrics(flat: dict, table: list | None, json_out: Path | None) -> None:
     from rich.table import Table
 
     t = Table("metric", "value")
@@ -353,8 +365,9 @@ def pq(
     gt_dir: Path = typer.Argument(..., help="Ground-truth segment PNG folder."),
     pred_json: Path = typer.Argument(..., help="Predicted panoptic JSON (panopticapi format)."),
     pred_dir: Path = typer.Argument(..., help="Predicted segment PNG folder."),
-    unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT categories' 'split' field, if any."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + per-class table as JSON."),
+    unseen: str | None = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT "
+                                                 "categories' 'split' field, if any."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write flat metrics + per-class table as JSON."),
 ) -> None:
     """Panoptic quality (PQ, SQ, RQ): All / Things / Stuff and Seen / Unseen / HM."""
     from zeroseg.metrics.panoptic import pq_files
@@ -370,18 +383,23 @@ def evaluate(
     gt_dir: Path = typer.Argument(..., help="Ground-truth segment PNG folder."),
     pred_json: Path = typer.Argument(..., help="Predicted panoptic JSON (segments may carry 'score')."),
     pred_dir: Path = typer.Argument(..., help="Predicted segment PNG folder."),
-    unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT categories' 'split' field."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics + PQ per-class table as JSON."),
-    instances_gt: Optional[Path] = typer.Option(None, help="COCO instances JSON for mAP/R@100 (default: the GT's thing segments)."),
-    semantic_dir: Optional[Path] = typer.Option(None, help="Semantic prediction PNGs (pixel = category id), named as the panoptic PNGs: mIoU."),
-    instances: Optional[Path] = typer.Option(None, help="Instance predictions, a COCO results JSON (overlapping RLE masks + scores): mAP@0.5, R@100."),
+    unseen: str | None = typer.Option(None, help="Preset or comma-separated unseen classes; default: the GT "
+                                                 "categories' 'split' field."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write flat metrics + PQ per-class table as JSON."),
+    instances_gt: Path | None = typer.Option(None, help="COCO instances JSON for mAP/R@100 (default: the GT's thing "
+                                                        "segments)."),
+    semantic_dir: Path | None = typer.Option(None, help="Semantic prediction PNGs (pixel = category id), named as the "
+                                                        "panoptic PNGs: mIoU."),
+    instances: Path | None = typer.Option(None, help="Instance predictions, a COCO results JSON (overlapping RLE masks "
+                                                     "+ scores): mAP@0.5, R@100."),
 ) -> None:
     """Score ONE model's predictions: PQ/SQ/RQ of the panoptic folder, and mIoU / mask mAP@0.5 +
     R@100 of its semantic and instance predictions (as `zeroseg predict` writes them)."""
     from zeroseg.metrics.universal import evaluate_files
 
     with _reported():
-        flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen, instances_gt, semantic_dir, instances)
+        flat, table = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, unseen, instances_gt, semantic_dir,
+                                     instances)
     _write_metrics(flat, table, json_out)
 
 
@@ -389,14 +407,14 @@ def evaluate(
 def ap(
     gt_json: Path = typer.Argument(..., help="COCO instances ground-truth JSON."),
     results_json: Path = typer.Argument(..., help="COCO results JSON (RLE masks, scores)."),
-    unseen: Optional[str] = typer.Option(None, help="Preset or comma-separated unseen classes."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write flat metrics as JSON."),
+    unseen: str | None = typer.Option(None, help="Preset or comma-separated unseen classes."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write flat metrics as JSON."),
 ) -> None:
     """Instance segmentation: mask mAP@0.5 and Recall@100 (pycocotools), seen / unseen / HM."""
     from zeroseg.atomic import read_json
+    from zeroseg.data.classes import unseen_ids_of
     from zeroseg.data.panoptic import Category
     from zeroseg.metrics.instance import instance_files
-    from zeroseg.data.classes import unseen_ids_of
 
     with _reported():
         raw = read_json(gt_json, "COCO instances file")

@@ -19,18 +19,17 @@ from zeroseg.atomic import atomic_dir, write_json
 from zeroseg.config import from_dict
 from zeroseg.data.panoptic import load_panoptic, read_rgb, write_ids
 from zeroseg.embed.sources import EmbedConfig
-from zeroseg.embed.vectors import embed_categories
 from zeroseg.embed.space import read_embeddings
+from zeroseg.embed.vectors import embed_categories
 from zeroseg.errors import DataError
-from zeroseg.evaluate.inference import InferenceConfig
-from zeroseg.evaluate.score import coco_results
-from zeroseg.head.model import Head, segmenter_head
-from zeroseg.features.store import FeatureStore
-from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head
-from zeroseg.generator.checkpoint import load_generator, synthesize
+from zeroseg.evaluate.inference import InferenceConfig, upsample_masks
 from zeroseg.evaluate.overlay import overlay
+from zeroseg.evaluate.score import coco_results
+from zeroseg.features.store import FeatureStore
+from zeroseg.generator.checkpoint import load_generator, synthesize
+from zeroseg.head.model import Head, segmenter_head
+from zeroseg.head.train import ClassifierConfig, SeenRows, UnseenPool, retrain_head
 from zeroseg.segmenter.data import fit_size, to_canvas
-from zeroseg.evaluate.inference import upsample_masks
 from zeroseg.segmenter.model import model_from_checkpoint, query_features
 
 
@@ -45,7 +44,7 @@ class ModelFiles:
     seen_store: Path
 
     @classmethod
-    def from_root(cls, root: str | os.PathLike = ".", generator: str = "pading", seed: int = 0) -> "ModelFiles":
+    def from_root(cls, root: str | os.PathLike = ".", generator: str = "pading", seed: int = 0) -> ModelFiles:
         """The files of a pipeline run rooted at ``root``; ``generator`` and ``seed`` pick the
         ablation row's generator (``data/generators/<row>-s<seed>.pt``) and, in a run that trains a
         segmenter per seed (the root pipeline: ``data/segmenter/s<seed>``, ``data/features/s<seed>``),
@@ -53,8 +52,10 @@ class ModelFiles:
         ``data/segmenter/model.pt`` and ``data/features/train_seen``."""
         r = Path(root)
         per_seed = (r / f"data/segmenter/s{seed}").is_dir()
-        seg, feats = (f"data/segmenter/s{seed}", f"data/features/s{seed}") if per_seed else ("data/segmenter", "data/features")
-        return cls(r / seg / "model.pt", r / f"data/generators/{generator}-s{seed}.pt", r / "data/embed/classes.parquet",
+        seg, feats = ((f"data/segmenter/s{seed}", f"data/features/s{seed}") if per_seed
+                      else ("data/segmenter", "data/features"))
+        return cls(r / seg / "model.pt", r / f"data/generators/{generator}-s{seed}.pt",
+                   r / "data/embed/classes.parquet",
                    r / "data/split/panoptic_train_all.json", r / feats / "train_seen")
 
 
@@ -165,7 +166,8 @@ def _overlay_png(rgb: np.ndarray, ids: np.ndarray, segs: list[dict], names: dict
     ax.axis("off")
     rng = np.random.default_rng(0)
     colours = [rng.integers(40, 255, 3) / 255 for _ in segs]  # the same draws as overlay()
-    ax.legend(handles=[Patch(color=c, label=f"{names[s['category_id']]} ({s['score']:.2f})") for c, s in zip(colours, segs)],
+    ax.legend(handles=[Patch(color=c, label=f"{names[s['category_id']]} ({s['score']:.2f})")
+                       for c, s in zip(colours, segs)],
               loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=7, frameon=False)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

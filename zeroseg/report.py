@@ -54,7 +54,8 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         if self.tsne_iterations < 250:
-            raise ConfigError(f"report.tsne_iterations: 250 or more (scikit-learn's minimum), got {self.tsne_iterations}")
+            raise ConfigError("report.tsne_iterations: 250 or more (scikit-learn's minimum), got "
+                              f"{self.tsne_iterations}")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class ReportInputs:
     ceilings_dir: str | os.PathLike | None = None  # stage ceilings: s<seed>.json, the transfer checks
     segmenter_dir: str | os.PathLike | None = None  # stage eval_segmenter: s<seed>.json, the segmenter's own head
 
-    def for_seed(self, seed: int) -> "ReportInputs":
+    def for_seed(self, seed: int) -> ReportInputs:
         """The inputs with ``{seed}`` in a path replaced by ``seed`` (a pipeline that trains one
         segmenter per seed keeps one feature store per seed: ``data/features/s{seed}/val``)."""
         return replace(self, **{f.name: str(v).replace("{seed}", str(seed)) for f in fields(self)
@@ -193,7 +194,8 @@ def markdown(summary: dict, seeds: list[int], segmenter_seeded: bool = False) ->
              "", head, "|" + "---|" * (len(TASKS) + 1)]
 
     for row, cells in summary.items():
-        lines.append(f"| {row} | " + " | ".join(" / ".join(_pct(cells[f"{t}_{p}"]) for p in PARTS) for t in TASKS) + " |")
+        lines.append(f"| {row} | "
+                     + " | ".join(" / ".join(_pct(cells[f"{t}_{p}"]) for p in PARTS) for t in TASKS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -300,7 +302,8 @@ def tsne_picture(real_seen: tuple[np.ndarray, np.ndarray], synth: dict[str, tupl
         for c in classes:
             ax.scatter(*emb[:n][sl == c].T, s=6, color=colour[c], marker="o", alpha=0.6)
             ax.scatter(*emb[n:n + nu][ul == c].T, s=22, color=colour[c], marker="*", alpha=0.8)
-            ax.scatter(*emb[n + nu:][fl == c].T, s=14, color=colour[c], marker="^" if c in unseen_ids else "x", alpha=0.8)
+            ax.scatter(*emb[n + nu:][fl == c].T, s=14, color=colour[c], marker="^" if c in unseen_ids else "x",
+                       alpha=0.8)
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -342,7 +345,8 @@ def write_report(run: ReportInputs, ablation: Ablation, out: ReportOutputs, outp
     summary = summarise(rows)
     side = {name: side_summary([{k.removeprefix(f"{name}."): v for k, v in m.items()}
                                 for m in per_seed_files(folder, seeds, f"{name} metrics")])
-            for name, folder in (("segmenter", run.segmenter_dir), ("ceilings", run.ceilings_dir)) if folder is not None}
+            for name, folder in (("segmenter", run.segmenter_dir),
+                                 ("ceilings", run.ceilings_dir)) if folder is not None}
     headline = {"seeds": len(seeds), **flat_table(summary, HEADLINE),
                 **flat_table({k: v for k, v in side.items() if k == "segmenter"}, SEGMENTER_HEADLINE),
                 **flat_table({k: v for k, v in side.items() if k == "ceilings"}, CEILINGS_HEADLINE)}
@@ -388,7 +392,8 @@ def curves_picture(curves: dict[str, pd.DataFrame], marks: dict[str, tuple[float
         line, = ax.plot(100 * c["pq_unseen"], 100 * c["pq_seen"], marker=".", label=f"{row} (AUSUC "
                         f"{100 * ausuc(c['pq_seen'], c['pq_unseen']):.1f})")
         if row in marks:
-            ax.scatter(100 * marks[row][1], 100 * marks[row][0], s=60, color=line.get_color(), edgecolor="black", zorder=3)
+            ax.scatter(100 * marks[row][1], 100 * marks[row][0], s=60, color=line.get_color(), edgecolor="black",
+                       zorder=3)
     ax.set_xlabel("unseen PQ")
     ax.set_ylabel("seen PQ")
     ax.set_title("Seen–unseen PQ over the seen offset γ (dot: the table's γ)", fontsize=9)
@@ -423,8 +428,8 @@ def make_pictures(cfg: ReportConfig, run: ReportInputs, ablation: Ablation, plot
     from zeroseg.data.classes import unseen_from_split
     from zeroseg.data.panoptic import load_panoptic, read_id_png, read_image
     from zeroseg.evaluate.inference import InferenceConfig
-    from zeroseg.evaluate.score import predict_store
     from zeroseg.evaluate.overlay import overlay
+    from zeroseg.evaluate.score import predict_store
     from zeroseg.features.store import FeatureStore
     from zeroseg.head.model import load_head
 

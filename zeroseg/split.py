@@ -187,11 +187,14 @@ def check_no_leak(
         check_ids_match(ids, ann, str(Path(png_dir) / ann["file_name"]))
         ignored = {s["id"] for s in seen.annotations[iid]["segments_info"] if s.get(IGNORE_KEY) == 1} \
             if iid in seen.annotations else set()
-        unseen_segs = [s["id"] for s in ann["segments_info"] if s["category_id"] in unseen_set and s["id"] not in ignored]
+        unseen_segs = [s["id"] for s in ann["segments_info"]
+                       if s["category_id"] in unseen_set and s["id"] not in ignored]
         pixels = int(np.isin(ids, unseen_segs).sum()) if unseen_segs else 0
         if pixels:
-            names = sorted({ref.categories[s["category_id"]].name for s in ann["segments_info"] if s["id"] in unseen_segs})
+            names = sorted({ref.categories[s["category_id"]].name for s in ann["segments_info"]
+                            if s["id"] in unseen_segs})
             leaks.append(f"image {iid} ({ann['file_name']}): {pixels} pixels of {names}")
     if leaks:
-        raise LeakError(f"{seen_json}: {len(leaks)} seen-split image(s) contain unseen pixels: " + "; ".join(leaks[:10]))
+        raise LeakError(f"{seen_json}: {len(leaks)} seen-split image(s) contain unseen pixels: "
+                        + "; ".join(leaks[:10]))
     return len(seen.images)

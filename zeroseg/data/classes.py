@@ -105,7 +105,8 @@ def unseen_ids(categories: dict[int, Category], spec: str | list[str] | tuple[st
     return set(match_class_names(categories, resolve_unseen(spec), source).values())
 
 
-def unseen_ids_of(categories: dict[int, Category], spec: str | None, source: object = "ground truth") -> set[int] | None:
+def unseen_ids_of(categories: dict[int, Category], spec: str | None,
+                  source: object = "ground truth") -> set[int] | None:
     """Unseen category ids from a preset/name list, else from the categories' ``split`` field,
     else None (no seen/unseen distinction)."""
     if spec:

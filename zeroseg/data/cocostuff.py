@@ -90,7 +90,8 @@ def convert_map(args: tuple[Path, Path, str]) -> tuple[dict, dict]:
     lab = read_label_map(src)
     bad = np.unique(lab[~_VALID[lab]])
     if bad.size:
-        raise DataError(f"{src}: pixel values {bad.tolist()[:5]} are not COCO-Stuff classes (0..181 in use, 255 unlabelled)")
+        raise DataError(f"{src}: pixel values {bad.tolist()[:5]} are not COCO-Stuff classes (0..181 in use, 255 "
+                        "unlabelled)")
     try:
         image_id = int(src.stem)
     except ValueError as exc:
@@ -108,7 +109,8 @@ def stuffmaps_to_panoptic(map_dir: str | os.PathLike, png_dir: str | os.PathLike
     """Convert every ``*.png`` of ``map_dir`` into ``png_dir``; returns the panoptic JSON dict."""
     map_dir, png_dir = Path(map_dir), Path(png_dir)
     if not map_dir.is_dir():
-        raise DataError(f"{map_dir}: COCO-Stuff label-map folder not found (expected stuffthingmaps_trainval2017/<split>)")
+        raise DataError(f"{map_dir}: COCO-Stuff label-map folder not found (expected "
+                        "stuffthingmaps_trainval2017/<split>)")
     maps = sorted(map_dir.glob("*.png"))
     if not maps:
         raise DataError(f"{map_dir}: no label maps (*.png) in the folder")

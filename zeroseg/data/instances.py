@@ -19,8 +19,20 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from zeroseg.atomic import read_json
-from zeroseg.data.panoptic import (MAX_INT64, MAX_SIDE, PanopticDataset, _file_name, _flag, _int, _require, _show,
-                                   _text, read_id_png, segment_info, write_ids)
+from zeroseg.data.panoptic import (
+    MAX_INT64,
+    MAX_SIDE,
+    PanopticDataset,
+    _file_name,
+    _flag,
+    _int,
+    _require,
+    _show,
+    _text,
+    read_id_png,
+    segment_info,
+    write_ids,
+)
 from zeroseg.errors import DataError
 
 
@@ -34,7 +46,8 @@ def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
     return rles
 
 
-def segments_to_instances(image_id: int, ids: np.ndarray, segments: list[dict], thing_ids: set[int]) -> list[dict[str, Any]]:
+def segments_to_instances(image_id: int, ids: np.ndarray, segments: list[dict],
+                          thing_ids: set[int]) -> list[dict[str, Any]]:
     """Thing segments of one panoptic ground-truth image -> COCO GT annotations (the default
     instance ground truth when no official instances file is given)."""
     things = [s for s in segments if s["category_id"] in thing_ids]

@@ -74,7 +74,8 @@ def _require(obj: dict, key: str, where: str, path: Path) -> Any:
 
 def _show(value: Any) -> str:
     """A short repr for messages (a fuzzed field can be a huge list or string)."""
-    r = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"{str(value)[:12]}... ({len(str(abs(value)))} digits)"
+    r = (repr(value) if not isinstance(value, int) or abs(value) < 10**30
+         else f"{str(value)[:12]}... ({len(str(abs(value)))} digits)")
     return r if len(r) <= 60 else r[:57] + "..."
 
 
@@ -258,16 +259,19 @@ def check_ids_match(ids: np.ndarray, ann: dict[str, Any], png_name: str) -> None
     declared = {s["id"] for s in ann["segments_info"]}
     missing = sorted(declared - present)
     if missing:
-        raise DataError(f"{png_name}: segments_info id(s) {missing[:5]} of image {ann['image_id']} are absent from the PNG")
+        raise DataError(f"{png_name}: segments_info id(s) {missing[:5]} of image {ann['image_id']} are absent from the "
+                        "PNG")
     extra = sorted(present - declared)
     if extra:
-        raise DataError(f"{png_name}: PNG segment id(s) {extra[:5]} of image {ann['image_id']} are not in segments_info")
+        raise DataError(f"{png_name}: PNG segment id(s) {extra[:5]} of image {ann['image_id']} "
+                        "are not in segments_info")
 
 
 def read_image(image_dir: str | os.PathLike, image: dict[str, Any]) -> np.ndarray:
     """Read an RGB image as (H, W, 3) uint8, checking its size against the JSON."""
     path = Path(image_dir) / image["file_name"]
-    arr = read_rgb(path, f"image file missing (image {image['id']})", f"unreadable or corrupt image (image {image['id']})")
+    arr = read_rgb(path, f"image file missing (image {image['id']})",
+                   f"unreadable or corrupt image (image {image['id']})")
     if arr.shape[:2] != (image["height"], image["width"]):
         raise DataError(
             f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but the JSON says "

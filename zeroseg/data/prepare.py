@@ -22,11 +22,17 @@ from typing import Any
 from tqdm import tqdm
 
 from zeroseg.atomic import atomic_dir, write_json
+from zeroseg.data.classes import split_classes
 from zeroseg.data.cocostuff import stuffmaps_to_panoptic
-from zeroseg.data.instances import filter_instances, instances_to_panoptic, keep_classes, load_instances, panoptic_instances
+from zeroseg.data.instances import (
+    filter_instances,
+    instances_to_panoptic,
+    keep_classes,
+    load_instances,
+    panoptic_instances,
+)
 from zeroseg.data.panoptic import check_ids_match, default_png_dir, load_panoptic, read_id_png
 from zeroseg.errors import ConfigError, DataError
-from zeroseg.data.classes import split_classes
 
 FORMATS = ("panoptic", "stuff", "instances")
 
@@ -144,7 +150,8 @@ def prepare_coco(cfg: PrepareConfig, out: str | os.PathLike) -> PrepareResult:
             check_images(panoptic, images, ann)
             write_json(tmp / f"panoptic_{part}.json", panoptic, indent=None)
             if part == "val":
-                instances = instances or panoptic_instances(load_panoptic(tmp / "panoptic_val.json"), tmp / "panoptic_val")
+                instances = instances or panoptic_instances(load_panoptic(tmp / "panoptic_val.json"),
+                                                            tmp / "panoptic_val")
                 write_json(tmp / "instances_val.json", instances, indent=None)
             sizes[part] = len(panoptic["images"])
         n_classes = len(panoptic["categories"])

@@ -24,7 +24,8 @@ from zeroseg.errors import ConfigError, DataError
 class EmbedConfig:
     """params.yaml section ``embed``."""
 
-    source: str = "minilm"  # an entry of SOURCES: minilm | clip | word2vec | glove | table | attributes; "a+b" concatenates
+    # an entry of SOURCES: minilm | clip | word2vec | glove | table | attributes; "a+b" concatenates
+    source: str = "minilm"
     templates: tuple[str, ...] = DEFAULT_TEMPLATES  # prompt ensemble for the sentence encoders
     minilm_model: str = ""  # sentence-transformers folder; "" = the packaged offline MiniLM
     clip_model: str = ""  # local CLIP folder or hub name (online users)

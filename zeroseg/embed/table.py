@@ -33,7 +33,8 @@ def read_names(path: str | os.PathLike) -> list[str]:
     except OSError as exc:
         raise ConfigError(f"embed.table_names: cannot read {p}: {exc}") from exc
     names = []
-    for i, line in enumerate(re.split(r"\r\n|\n|\r", text), start=1):  # not str.splitlines: \x0c, \x1c, ... are no line ends
+    for i, line in enumerate(re.split(r"\r\n|\n|\r", text),
+                             start=1):  # not str.splitlines: \x0c, \x1c, ... are no line ends
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -78,7 +79,8 @@ def load_table(path: str | os.PathLike, names_path: str | os.PathLike) -> tuple[
     elif m.shape[1] == len(names):
         m = m.T  # columns are classes (the "withbg" text format)
     else:
-        raise DataError(f"{p}: matrix shape {m.shape} fits neither rows nor columns to the {len(names)} names in {names_path}")
+        raise DataError(f"{p}: matrix shape {m.shape} fits neither rows nor columns to the {len(names)} names in "
+                        f"{names_path}")
     if not np.isfinite(m).all():
         raise DataError(f"{p}: the table has NaN or infinite values")
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -87,7 +89,8 @@ def load_table(path: str | os.PathLike, names_path: str | os.PathLike) -> tuple[
     return names, np.asarray(m, np.float64)
 
 
-def match_table(class_names: Sequence[str], table_names: Sequence[str], matrix: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
+def match_table(class_names: Sequence[str], table_names: Sequence[str],
+                matrix: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
     """Match classes to table rows by name (exact first, then cleaned). Returns the vectors of
     the matched classes and the list of class names that matched no row."""
     exact = {n: i for i, n in enumerate(table_names)}

@@ -68,7 +68,8 @@ def clip_encoder(model: str) -> Callable[[list[str]], np.ndarray]:
     """CLIP text tower (``CLIPModel.get_text_features``) from a local folder, or a hub name
     when online (e.g. ``openai/clip-vit-base-patch32``; 512-d)."""
     if not model:
-        raise ConfigError("embed.clip_model: give a local CLIP folder or a hub name (no CLIP weights ship with zeroseg)")
+        raise ConfigError("embed.clip_model: give a local CLIP folder or a hub name "
+                          "(no CLIP weights ship with zeroseg)")
     import torch
     from transformers import CLIPModel, CLIPTokenizer
 

@@ -88,7 +88,8 @@ def load_native_keyed_vectors(p: Path):
         try:
             setattr(kv, attr, np.load(side, allow_pickle=False))
         except FileNotFoundError as exc:
-            raise DataError(f"{side}: array '{attr}' of {p} is missing (gensim stores large arrays beside the .kv)") from exc
+            raise DataError(f"{side}: array '{attr}' of {p} is missing "
+                            "(gensim stores large arrays beside the .kv)") from exc
         except Exception as exc:
             raise DataError(f"{side}: unreadable array '{attr}' of {p}: {exc}") from exc
     state["__numpys"] = []

@@ -23,7 +23,8 @@ from zeroseg.errors import ConfigError, DataError
 class FidelityConfig:
     """params.yaml section ``fidelity``."""
 
-    holdout: float = 0.3  # share of the seen training IMAGES held out to test seen classes (images, not rows: no near-duplicate leaks)
+    # share of the seen training IMAGES held out to test seen classes (images, not rows: no near-duplicate leaks)
+    holdout: float = 0.3
     min_iou: float = 0.5  # real features: queries matched with mask IoU >= this (as the generator trains)
     max_per_class: int = 300  # real rows per class kept for training/testing (bounds time on COCO)
     mmd_samples: int = 200  # rows per side in each class's MMD (cost grows with its square)
@@ -110,7 +111,8 @@ def mmd2(x: np.ndarray, y: np.ndarray, max_samples: int = 200, seed: int = 0) ->
         a = np.asarray(a, np.float64)
         if a.ndim != 2 or not len(a):
             raise DataError(f"mmd2: a non-empty (n, D) sample expected, got shape {a.shape}")
-        return a[np.sort(np.random.default_rng(seed).choice(len(a), max_samples, replace=False))] if len(a) > max_samples else a
+        return a[np.sort(np.random.default_rng(seed).choice(len(a), max_samples,
+                                                            replace=False))] if len(a) > max_samples else a
 
     x, y = sub(x), sub(y)
     if x.shape[1] != y.shape[1]:
@@ -155,7 +157,8 @@ def _predicted(head, feats: np.ndarray, names: dict, top: int) -> str:
 
 
 def generator_fidelity(cfg: FidelityConfig, seen_store: str | os.PathLike, unseen_store: str | os.PathLike,
-                       synthetic_store: str | os.PathLike, head=None, names: dict | None = None) -> tuple[dict, pd.DataFrame]:
+                       synthetic_store: str | os.PathLike, head=None,
+                       names: dict | None = None) -> tuple[dict, pd.DataFrame]:
     """Flat metrics ``feat_acc_seen/unseen/hm`` and ``mmd_unseen`` (mean over unseen classes of
     mmd2(synthetic, real)), and a per-class table (category_id, name, split, acc, n_test; unseen
     rows also mmd, ratio and, with ``head`` (a ``Head``), ``predicted``)."""
@@ -176,9 +179,11 @@ def generator_fidelity(cfg: FidelityConfig, seen_store: str | os.PathLike, unsee
     lab, iou = seen.labels, seen.column("mask_iou")
     ok = np.flatnonzero(np.isin(lab, seen_ids) & (lab != NO_OBJECT) & (iou >= cfg.min_iou))
     is_test = np.isin(seen.source_image_ids()[ok], held)
-    tr_rows, te_rows = _take(ok[~is_test], lab, seen_ids, cfg.max_per_class, rng), _take(ok[is_test], lab, seen_ids, cfg.max_per_class, rng)
+    tr_rows, te_rows = (_take(ok[~is_test], lab, seen_ids, cfg.max_per_class, rng),
+                        _take(ok[is_test], lab, seen_ids, cfg.max_per_class, rng))
     if not len(tr_rows) or not len(te_rows):
-        raise DataError(f"{seen.path}: no matched seen features (IoU >= {cfg.min_iou}) for {'training' if not len(tr_rows) else 'testing'}")
+        raise DataError(f"{seen.path}: no matched seen features (IoU >= {cfg.min_iou}) for "
+                        f"{'training' if not len(tr_rows) else 'testing'}")
     # a seen class whose every image was held out cannot be learnt: its test rows are left out (n_test 0)
     te_rows = te_rows[np.isin(lab[te_rows], lab[tr_rows])]
     if not len(te_rows):
@@ -186,7 +191,8 @@ def generator_fidelity(cfg: FidelityConfig, seen_store: str | os.PathLike, unsee
     tr_x, tr_y, te_x, te_y = seen.features(tr_rows), lab[tr_rows], seen.features(te_rows), lab[te_rows]
     # real unseen (test) and synthetic unseen (train)
     ulab, uiou = unseen.labels, unseen.column("mask_iou")
-    u_rows = _take(np.flatnonzero(np.isin(ulab, unseen_ids) & (uiou >= cfg.min_iou)), ulab, unseen_ids, cfg.max_per_class, rng)
+    u_rows = _take(np.flatnonzero(np.isin(ulab, unseen_ids) & (uiou >= cfg.min_iou)), ulab, unseen_ids,
+                   cfg.max_per_class, rng)
     if not len(u_rows):
         raise DataError(f"{unseen.path}: no real features of the unseen classes {unseen_ids} (IoU >= {cfg.min_iou})")
     u_x, u_y = unseen.features(u_rows), ulab[u_rows]

@@ -42,7 +42,8 @@ from zeroseg.head.model import Head
 OTHER_RULES = ("instance", "semantic")
 
 
-def upsample_masks(mask_logits: torch.Tensor, padded: int, valid: tuple[int, int], orig: tuple[int, int]) -> torch.Tensor:
+def upsample_masks(mask_logits: torch.Tensor, padded: int, valid: tuple[int, int],
+                   orig: tuple[int, int]) -> torch.Tensor:
     """(Q, h, w) logits at S/4 -> (Q, H, W) logits at the original image size (padded canvas
     upsampled, cropped to the valid region, resized to the original size)."""
     m = F.interpolate(mask_logits[None].float(), size=(padded, padded), mode="bilinear", align_corners=False)[0]
@@ -92,7 +93,8 @@ def panoptic_inference(class_probs: torch.Tensor, mask_logits: torch.Tensor, cla
             seg_of[k] = seg["id"]
             seg["score"] = max(seg["score"], float(scores[k]))
             continue
-        seg = {"id": len(segments) + 1, "category_id": int(cat), "isthing": bool(isthing[cls]), "score": float(scores[k])}
+        seg = {"id": len(segments) + 1, "category_id": int(cat), "isthing": bool(isthing[cls]),
+               "score": float(scores[k])}
         seg_of[k] = seg["id"]
         segments.append(seg)
         if not isthing[cls]:

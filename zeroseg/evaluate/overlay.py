@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def overlay(rgb: np.ndarray, ids: np.ndarray, segments: list[dict], names: dict[int, str], unseen: set[int]) -> np.ndarray:
+def overlay(rgb: np.ndarray, ids: np.ndarray, segments: list[dict], names: dict[int, str],
+            unseen: set[int]) -> np.ndarray:
     """Blend a random colour per segment over the image; unseen-class segments get a red border."""
     out = rgb.astype(np.float32).copy()
     rng = np.random.default_rng(0)

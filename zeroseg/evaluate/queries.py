@@ -53,4 +53,5 @@ def gt_queries(store: FeatureStore, gt: PanopticDataset, gt_json: str | os.PathL
         done.add(image_id)
     missing = set(gt.annotations) - done
     if missing:
-        raise DataError(f"{store.path}: no stored masks for {len(missing)} ground-truth images, e.g. {sorted(missing)[:3]}")
+        raise DataError(f"{store.path}: no stored masks for {len(missing)} ground-truth images, e.g. "
+                        f"{sorted(missing)[:3]}")

@@ -142,7 +142,8 @@ def _dump(checkpoint, annotation_json, image_dir, out, cfg, png_dir, keep_masks,
     ctx.barrier()
     if ctx.is_main:
         meta = {"dim": model.config.hidden_dim, "dtype": cfg.dtype, "num_queries": Q, "classes": classes,
-                "checkpoint": str(checkpoint), "annotation_json": str(annotation_json), "image_size": seg_cfg.image_size,
+                "checkpoint": str(checkpoint), "annotation_json": str(annotation_json),
+                "image_size": seg_cfg.image_size,
                 "mask_shape": [Q, hm, hm] if keep_masks else None, "dump": asdict(cfg)}
         finalize_store(tmp, out, meta)
     ctx.barrier()

@@ -39,7 +39,8 @@ from zeroseg.errors import DataError
 
 NO_OBJECT = -1
 VIEW_STRIDE = 2 ** 40  # augmented view k of image i is stored as image i + k * VIEW_STRIDE (dump.augment_passes)
-RECORD_FIELDS = {"label": np.int32, "image_id": np.int64, "query_index": np.int16, "mask_iou": np.float32, "score": np.float32}
+RECORD_FIELDS = {"label": np.int32, "image_id": np.int64, "query_index": np.int16, "mask_iou": np.float32,
+                 "score": np.float32}
 
 
 class ShardWriter:

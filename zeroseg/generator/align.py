@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 
-def _block_kl(xa: torch.Tensor, xb: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor, tau: float, same: bool) -> torch.Tensor:
+def _block_kl(xa: torch.Tensor, xb: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor, tau: float,
+              same: bool) -> torch.Tensor:
     vis = F.normalize(xa, dim=-1) @ F.normalize(xb, dim=-1).T / tau
     sem = F.normalize(sa, dim=-1) @ F.normalize(sb, dim=-1).T / tau
     if same:

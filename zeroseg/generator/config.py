@@ -21,7 +21,7 @@ the primitive generator's layers:
 | unseen_per_class | 8 | 1 |
 | schedule | ``after``: the head is retrained after the generator | ``joint``: one generator step, one head step |
 | cls_weight | 0 | 0.001 (CE of fake seen features through the joint head) |
-"""
+"""  # noqa: E501 (a table's rows do not wrap)
 
 from __future__ import annotations
 
@@ -33,10 +33,12 @@ from zeroseg.generator.architectures import ARCHITECTURES
 RECIPE = "recipe"
 RECIPES: dict[str, dict] = {
     "zeroseg": dict(primitive_layout="paper", mmd="paper", sigmas=(2.0, 5.0, 10.0, 20.0, 40.0, 60.0), structure="paper",
-                    optimizer="paper", lr=2e-4, lr_schedule="constant", batch="classes", min_iou=0.5, unseen_per_class=8, schedule="after",
+                    optimizer="paper", lr=2e-4, lr_schedule="constant", batch="classes", min_iou=0.5,
+                    unseen_per_class=8, schedule="after",
                     cls_weight=0.0),
     "official": dict(primitive_layout="official", mmd="official", sigmas=(2.0, 5.0, 10.0, 20.0, 40.0, 80.0),
-                     structure="official", optimizer="official", lr=5e-4, lr_schedule="steps", batch="images", min_iou=0.0,
+                     structure="official", optimizer="official", lr=5e-4, lr_schedule="steps", batch="images",
+                     min_iou=0.0,
                      unseen_per_class=1, schedule="joint", cls_weight=0.001),
 }
 CHOICES = {"primitive_layout": ("paper", "official"), "mmd": ("paper", "official"), "structure": ("paper", "official"),
@@ -86,7 +88,8 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if self.checkpoint_every < 0:
-            raise ConfigError(f"generator.checkpoint_every: 0 (never) or a number of steps, got {self.checkpoint_every}")
+            raise ConfigError("generator.checkpoint_every: 0 (never) or a number of steps, "
+                              f"got {self.checkpoint_every}")
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"generator.arch: one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.ridge <= 0:
@@ -99,7 +102,7 @@ class GeneratorConfig:
                 allowed = ", ".join(CHOICES.get(key, ()) + (RECIPE,)) if key in CHOICES else f"a number or {RECIPE!r}"
                 raise ConfigError(f"generator.{key}: {allowed}; got {value!r}")
 
-    def resolved(self) -> "GeneratorConfig":
+    def resolved(self) -> GeneratorConfig:
         """The config with every ``recipe`` key replaced by the recipe's value, checked."""
         cfg = replace(self, **{k: v for k, v in RECIPES[self.recipe].items() if getattr(self, k) == RECIPE})
         if cfg.structure == "official" and not ARCHITECTURES[cfg.arch].projection and (cfg.align or cfg.disentangle):

@@ -32,7 +32,8 @@ class Disentangler(nn.Module):
         u = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
         return related, mu, logvar, self.dec(torch.cat([related, u], -1))
 
-    def losses(self, x: torch.Tensor, labels: torch.Tensor, class_emb: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def losses(self, x: torch.Tensor, labels: torch.Tensor, class_emb: torch.Tensor, tau: float) -> tuple[torch.Tensor,
+                                                                                                          torch.Tensor]:
         """L_D = L_R + L_U + L_recon for features x (B, D) of classes ``labels`` (B,) indexing
         ``class_emb`` (C, E, L2-normalised). Returns (L_D, x̂)."""
         related, mu, logvar, recon = self(x)

@@ -21,7 +21,8 @@ from zeroseg.head.train import ClassifierConfig, HeadTrainer, SeenRows, draw_uns
 class JointSchedule:
     """The head trained alongside a generator over ``space`` (seen then unseen classes)."""
 
-    def __init__(self, cfg: ClassifierConfig, space, segmenter: str | os.PathLike, store: FeatureStore, seed: int) -> None:
+    def __init__(self, cfg: ClassifierConfig, space, segmenter: str | os.PathLike, store: FeatureStore,
+                 seed: int) -> None:
         sh = segmenter_head(segmenter)
         if sh.class_ids != space.seen_ids:
             raise DataError(f"{segmenter}: its classes differ from the seen store's ({len(sh.class_ids)} vs "

@@ -29,4 +29,5 @@ def mmd_official(x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float]) -> t
     """The official code's MMD (PADing ``GMMNLoss.moment_loss``) between x (n, d) and y (m, d):
     sqrt(Σ_σ [mean k_σ(x, x) + mean k_σ(y, y) − 2 mean k_σ(x, y)]) with k_σ(f, f') =
     exp(−‖f − f'‖² / (2σ)): σ divides the squared distance once (a Gaussian of variance σ)."""
-    return _mmd2(x, y, [2 * s for s in sigmas]).clamp(min=1e-12).sqrt()  # the floor only keeps the gradient finite for identical sets
+    # the floor only keeps the gradient finite for identical sets
+    return _mmd2(x, y, [2 * s for s in sigmas]).clamp(min=1e-12).sqrt()

@@ -112,7 +112,8 @@ class GeneratorTrainer:
         return terms
 
     def state_dict(self) -> dict:
-        return {"generator": self.gen.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+        return {"generator": self.gen.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
                 "disentangler": self.dis.state_dict() if self.dis is not None else {},
                 "structure": self.struct.state_dict() if self.struct is not None else {}}
 

@@ -90,7 +90,8 @@ class UnseenPool:
         return torch.from_numpy(np.stack([self.x[rng.choice(self.rows[int(k)])] for k in classes]).astype(np.float32))
 
 
-def segmenter_init(head_weight: torch.Tensor, head_bias: torch.Tensor, n_unseen: int) -> tuple[torch.Tensor, torch.Tensor]:
+def segmenter_init(head_weight: torch.Tensor, head_bias: torch.Tensor,
+                   n_unseen: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(K + 1, D) weights from the seen head (C + 1, D): seen rows and the no-object row copied,
     unseen rows start at the mean seen row."""
     seen_w, no_w = head_weight[:-1], head_weight[-1:]
@@ -104,7 +105,8 @@ class HeadTrainer:
     """The new head (K + 1 = n_seen + n_unseen + 1 outputs) and its SGD; :meth:`step` is one
     update on one official batch."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, n_seen: int, n_unseen: int, cfg: ClassifierConfig) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, n_seen: int, n_unseen: int,
+                 cfg: ClassifierConfig) -> None:
         self.layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
         with torch.no_grad():
             self.layer.weight.copy_(weight)
@@ -124,7 +126,8 @@ class HeadTrainer:
         y = torch.cat([torch.where(y_real < 0, torch.full_like(y_real, no_object), y_real), unseen_cls + self.n_seen])
         return torch.cat([x_real, x_unseen.detach()]), y
 
-    def step(self, x_real: torch.Tensor, y_real: torch.Tensor, x_unseen: torch.Tensor, unseen_cls: torch.Tensor) -> float:
+    def step(self, x_real: torch.Tensor, y_real: torch.Tensor, x_unseen: torch.Tensor,
+             unseen_cls: torch.Tensor) -> float:
         x, y = self.batch(x_real, y_real, x_unseen, unseen_cls)
         loss = F.cross_entropy(self.layer(x), y, weight=self.class_weight)
         self.opt.zero_grad(set_to_none=True)

@@ -37,7 +37,8 @@ def coco_eval_segm(gt: dict[str, Any], results: list[dict[str, Any]]) -> COCOeva
         if r.get("category_id") not in cgt.cats:
             raise DataError(f"results[{i}] (image {r['image_id']}): unknown category_id {r.get('category_id')}")
     with contextlib.redirect_stdout(io.StringIO()):
-        cdt = cgt.loadRes(results) if results else _coco({"images": gt["images"], "categories": gt["categories"], "annotations": []})
+        cdt = cgt.loadRes(results) if results else _coco({"images": gt["images"], "categories": gt["categories"],
+                                                          "annotations": []})
         ev = COCOeval(cgt, cdt, "segm")
         ev.evaluate()
         ev.accumulate()
@@ -63,13 +64,15 @@ def per_class_ap50_r100(ev: COCOeval) -> tuple[dict[int, float], dict[int, float
     return ap, r
 
 
-def instance_metrics(gt: dict[str, Any], results: list[dict[str, Any]], unseen_ids: set[int] | None) -> dict[str, float | None]:
+def instance_metrics(gt: dict[str, Any], results: list[dict[str, Any]],
+                     unseen_ids: set[int] | None) -> dict[str, float | None]:
     """Flat keys ``map50``, ``r100`` (+ ``_seen``, ``_unseen``, ``_hm`` with a split)."""
     ap, rec = per_class_ap50_r100(coco_eval_segm(gt, results))
     return {**split_summary("map50", ap, unseen_ids), **split_summary("r100", rec, unseen_ids)}
 
 
-def instance_files(gt_json: str | os.PathLike, results_json: str | os.PathLike, unseen_ids: set[int] | None) -> dict[str, float | None]:
+def instance_files(gt_json: str | os.PathLike, results_json: str | os.PathLike,
+                   unseen_ids: set[int] | None) -> dict[str, float | None]:
     """COCO instances GT JSON + COCO results JSON (RLE masks) -> flat metrics."""
     gt, res = read_json(gt_json, "COCO instances file"), read_json(results_json, "COCO results file")
     if not isinstance(res, list):

@@ -23,8 +23,19 @@ import numpy as np
 
 from zeroseg.atomic import read_json
 from zeroseg.data.classes import unseen_ids_of
-from zeroseg.data.panoptic import (MAX_INT64, MAX_SEGMENT_ID, Category, PanopticDataset, _file_name, _int, _require,
-                                   _show, load_panoptic, read_id_png, read_ids)
+from zeroseg.data.panoptic import (
+    MAX_INT64,
+    MAX_SEGMENT_ID,
+    Category,
+    PanopticDataset,
+    _file_name,
+    _int,
+    _require,
+    _show,
+    load_panoptic,
+    read_id_png,
+    read_ids,
+)
 from zeroseg.errors import DataError
 from zeroseg.metrics.summary import split_summary
 
@@ -125,7 +136,8 @@ class PanopticEvaluator:
         psrc = f"{pred_source}: image {image_id}" if pred_source else f"image {image_id}"
         if gt_ids.shape != pred_ids.shape:
             raise DataError(f"{psrc}: prediction is {pred_ids.shape[1]}x{pred_ids.shape[0]} but ground truth is "
-                            f"{gt_ids.shape[1]}x{gt_ids.shape[0]} (width x height){'; ground truth: ' + gt_source if gt_source else ''}")
+                            f"{gt_ids.shape[1]}x{gt_ids.shape[0]} (width x "
+                            f"height){'; ground truth: ' + gt_source if gt_source else ''}")
         g_sid = _segment_ids(gt_segments, f"{gsrc}: ground-truth segments_info")
         p_sid = _segment_ids(pred_segments, f"{psrc}: predicted segments_info")
         for src, what, segments in ((psrc, "predicted", pred_segments), (gsrc, "ground-truth", gt_segments)):
@@ -147,7 +159,8 @@ class PanopticEvaluator:
         joint += p
         inter = np.bincount(joint.ravel(), minlength=(kg + 1) * (kp + 1)).reshape(kg + 1, kp + 1)
         p_area = inter.sum(0)
-        for src, what, sids, area in ((psrc, "predicted", p_sid, p_area[1:]), (gsrc, "ground-truth", g_sid, inter.sum(1)[1:])):
+        for src, what, sids, area in ((psrc, "predicted", p_sid, p_area[1:]),
+                                      (gsrc, "ground-truth", g_sid, inter.sum(1)[1:])):
             missing = sids[area == 0].tolist()
             if missing:
                 raise DataError(f"{src}: {what} segments_info id(s) {missing[:5]} are absent from the PNG")
@@ -188,7 +201,7 @@ class PanopticEvaluator:
             st.fp[p_cat[j]] += 1
         return g, p
 
-    def result(self) -> "PanopticResult":
+    def result(self) -> PanopticResult:
         return PanopticResult(self.stats.per_class(), self.categories, self.unseen_ids)
 
 
@@ -254,7 +267,8 @@ def iter_panoptic_pairs(gt: PanopticDataset, gt_dir: str | os.PathLike,
     preds = load_predictions(pred_json)
     for iid, ann in gt.annotations.items():
         if iid not in preds:
-            raise DataError(f"{pred_json}: no prediction for image {iid} ({gt.images[iid]['file_name']}) in 'annotations'")
+            raise DataError(f"{pred_json}: no prediction for image {iid} ({gt.images[iid]['file_name']}) in "
+                            "'annotations'")
         g = read_id_png(gt_dir, ann, gt.images[iid], "ground-truth")  # also checked against the JSON's width x height
         p = read_ids(Path(pred_dir) / preds[iid]["file_name"], "prediction", iid)
         yield iid, g, ann["segments_info"], p, preds[iid]["segments_info"], preds[iid]["file_name"]

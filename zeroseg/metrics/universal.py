@@ -18,10 +18,9 @@ from PIL import Image
 
 from zeroseg.atomic import read_json
 from zeroseg.data.classes import unseen_ids_of
-from zeroseg.data.instances import load_instances
+from zeroseg.data.instances import load_instances, segments_to_instances
 from zeroseg.data.panoptic import Category, PanopticDataset, load_panoptic
 from zeroseg.errors import DataError
-from zeroseg.data.instances import segments_to_instances
 from zeroseg.metrics.instance import instance_metrics
 from zeroseg.metrics.panoptic import PanopticEvaluator, iter_panoptic_pairs
 from zeroseg.metrics.semantic import IGNORE, SemanticEvaluator
@@ -159,7 +158,8 @@ def evaluate_files(gt_json: str | os.PathLike, gt_dir: str | os.PathLike, pred_j
     ev = UniversalEvaluator.for_ground_truth(gt, unseen_ids_of(gt.categories, unseen, gt_json), instances_gt)
     dets = results_by_image(instances_json) if instances_json else None
     if dets is not None and set(dets) - set(gt.annotations):
-        raise DataError(f"{instances_json}: image_id(s) {sorted(set(dets) - set(gt.annotations))[:5]} are not in {gt_json}")
+        raise DataError(f"{instances_json}: image_id(s) {sorted(set(dets) - set(gt.annotations))[:5]} are not in "
+                        f"{gt_json}")
     for iid, g, gs, p, ps, name in iter_panoptic_pairs(gt, gt_dir, pred_json, pred_dir):
         sem = read_semantic_png(Path(semantic_dir) / name, iid) if semantic_dir else None
         ev.add(iid, g, gs, p, ps, sem, None if dets is None else dets.get(iid, []))

@@ -16,7 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zeroseg.data.panoptic import PanopticDataset, check_ids_match, default_png_dir, load_panoptic, read_id_png, read_image
+from zeroseg.data.panoptic import (
+    PanopticDataset,
+    check_ids_match,
+    default_png_dir,
+    load_panoptic,
+    read_id_png,
+    read_image,
+)
 from zeroseg.errors import DataError
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255

@@ -99,7 +99,8 @@ def build_model(cfg: SegmenterConfig, num_classes: int) -> torch.nn.Module:
         backbone_config=backbone, backbone=None, use_pretrained_backbone=False, use_timm_backbone=False,
         num_queries=cfg.num_queries, hidden_dim=cfg.hidden_dim, mask_feature_size=cfg.hidden_dim,
         feature_size=cfg.hidden_dim, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers,
-        num_attention_heads=cfg.heads, encoder_feedforward_dim=cfg.encoder_ffn_dim or cfg.ffn_dim, dim_feedforward=cfg.ffn_dim,
+        num_attention_heads=cfg.heads, encoder_feedforward_dim=cfg.encoder_ffn_dim or cfg.ffn_dim,
+        dim_feedforward=cfg.ffn_dim,
         num_labels=num_classes, train_num_points=cfg.train_num_points, no_object_weight=cfg.no_object_weight)
     model = Mask2FormerForUniversalSegmentation(m2f)
     if cfg.pretrained_backbone:
@@ -159,7 +160,8 @@ def load_checkpoint(path: str | os.PathLike, expect_classes: list[dict[str, Any]
         want = [(c["id"], c["name"]) for c in expect_classes]
         if have != want:
             diff = sorted(set(have) ^ set(want))[:6]
-            raise DataError(f"{p}: checkpoint was trained on a different class list ({len(have)} vs {len(want)} classes; "
+            raise DataError(f"{p}: checkpoint was trained on a different class list ({len(have)} vs {len(want)} "
+                            "classes; "
                             f"differing: {diff})")
     return ck
 

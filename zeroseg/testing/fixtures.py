@@ -18,10 +18,9 @@ from PIL import Image
 from zeroseg.atomic import atomic_dir, atomic_file, write_json
 from zeroseg.data.cocostuff import UNLABELLED, USED
 from zeroseg.data.instances import panoptic_instances
-from zeroseg.data.panoptic import PanopticDataset, default_png_dir, load_panoptic, read_id_png
 from zeroseg.data.names import match_key
+from zeroseg.data.panoptic import PanopticDataset, default_png_dir, load_panoptic, read_id_png
 from zeroseg.errors import DataError
-
 
 _KEYED = {match_key(n): v for n, v in USED.items()}
 
