@@ -157,7 +157,7 @@ def test_an_architecture_registered_from_outside_is_validated_built_trained_and_
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"generator": dict(SMALL, arch="toy", sigmas=list(SMALL["sigmas"]))}))
-    with pytest.raises(ConfigError, match="generator.arch: one of primitive, gmmn, got 'toy'"):
+    with pytest.raises(ConfigError, match=f"generator.arch: one of {', '.join(ARCHITECTURES)}, got 'toy'"):
         load_section(params, "generator", GeneratorConfig)
     monkeypatch.setitem(ARCHITECTURES, "toy", Architecture(toy))
     cfg = load_section(params, "generator", GeneratorConfig)

@@ -25,7 +25,7 @@ import torch
 from zeroseg.embed.space import class_space
 from zeroseg.features.store import FeatureStore, ShardWriter, finalize_store
 from zeroseg.head.model import load_head
-from zeroseg.head.retrain import retrain_classifier
+from zeroseg.head.retrain import HeadFiles, retrain_classifier
 from zeroseg.head.train import ClassifierConfig, HeadTrainer
 
 SEEN, UNSEEN = [1, 2, 3], [4, 5, 6, 7]
@@ -121,8 +121,8 @@ def test_after_schedule_batches_weights_and_draws(run, monkeypatch, unseen_per_s
                            min_iou=min_iou)
     assert (cfg.unseen_weight, cfg.no_object_weight) == (5.0, 0.1)  # the official defaults
     calls = _spy_steps(monkeypatch)
-    retrain_classifier(cfg, run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "head.pt",
-                       unseen_store=run["synth"])
+    retrain_classifier(cfg, HeadFiles(run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "head.pt",
+                                      unseen_store=run["synth"]))
     assert len(calls) == cfg.iterations
     drawn, images_seen, feats_of = [], [], {u: set() for u in range(NU)}
     for k, c in enumerate(calls):
@@ -177,8 +177,8 @@ def test_unseen_rows_start_at_the_mean_seen_row(run, monkeypatch):
     want_w, want_b = _expected_init(run["seg_w"], run["seg_b"])
     assert want_w[NS:NS + NU].abs().min() > 0 and want_b[NS:NS + NU].abs().min() > 0  # zero init would differ
     cfg = ClassifierConfig(iterations=1, images_per_batch=2, unseen_per_step=2, lr=0.0)
-    head = retrain_classifier(cfg, run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "h.pt",
-                              unseen_store=run["synth"])
+    head = retrain_classifier(cfg, HeadFiles(run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "h.pt",
+                                             unseen_store=run["synth"]))
     assert torch.equal(head.weight, want_w) and torch.equal(head.bias, want_b)
     joint = JointSchedule(cfg, class_space(run["emb"], SEEN), run["seg"], FeatureStore(run["seen"]), seed=0)
     w, b = joint.weights()
@@ -193,8 +193,8 @@ def test_projection_baseline_equals_a_reimplementation(run):
     The initial P, p (PyTorch's Linear init) and no-object vector (0.1 · N(0, 1)) are drawn
     after ``torch.manual_seed(seed)``, in that order."""
     cfg = ClassifierConfig(iterations=7, images_per_batch=3, no_object_weight=0.1, seed=2)
-    head = retrain_classifier(cfg, run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "p.pt",
-                              projection=True)
+    head = retrain_classifier(cfg, HeadFiles(run["seg"], run["seen"], run["emb"], run["cats"], run["dir"] / "p.pt"),
+                              baseline="projection")
 
     a = run["emb_all"] / run["emb_all"].norm(dim=1, keepdim=True)  # (7, E) seen then unseen
     torch.manual_seed(cfg.seed)
