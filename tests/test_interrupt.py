@@ -93,7 +93,8 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     from zeroseg.evaluate.curve import curve_metrics
     from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
     from zeroseg.evaluate.inference import InferenceConfig
-    from zeroseg.evaluate.score import evaluate_head
+    from zeroseg.evaluate.ceilings import CeilingsConfig, transfer_checks
+    from zeroseg.evaluate.score import evaluate_head, evaluate_segmenter
     from zeroseg.features.dump import DumpConfig, dump_features
     from zeroseg.features.store import FeatureStore
     from zeroseg.generator.config import GeneratorConfig
@@ -111,24 +112,24 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     os.symlink(tiny_benchmark, w / "data/benchmark")
     ann = w / "data/benchmark/annotations"
     split = split_dataset(ann / "panoptic_train.json", "benchmark-default", w / "data/split")
-    ck = w / "data/segmenter/model.pt"  # untrained (its training is tested elsewhere): the stages only read it
+    ck = w / "data/segmenter/s0/model.pt"  # untrained (its training is tested elsewhere): the stages only read it
     classes = seen_classes(load_panoptic(split.seen_json))
     torch.manual_seed(0)
     save_checkpoint(ck, build_model(SegmenterConfig(**TINY), len(classes)), SegmenterConfig(**TINY), classes, 0)
-    dump_features(ck, split.seen_json, w / "data/benchmark/train", w / "data/features/train_seen",
+    dump_features(ck, split.seen_json, w / "data/benchmark/train", w / "data/features/s0/train_seen",
                   DumpConfig(batch_size=8),
                   ann / "panoptic_train", show_progress=False)
-    dump_features(ck, split.unseen_json, w / "data/benchmark/train", w / "data/features/train_unseen",
+    dump_features(ck, split.unseen_json, w / "data/benchmark/train", w / "data/features/s0/train_unseen",
                   DumpConfig(batch_size=8),
                   ann / "panoptic_train", show_progress=False)
-    dump_features(ck, ann / "panoptic_val.json", w / "data/benchmark/val", w / "data/features/val",
+    dump_features(ck, ann / "panoptic_val.json", w / "data/benchmark/val", w / "data/features/s0/val",
                   DumpConfig(batch_size=8),
                   ann / "panoptic_val", keep_masks=True, show_progress=False)
     rows = [(c["id"], c["split"]) for c in read_json(split.all_json)["categories"]]
     (w / "data/embed").mkdir()
     emb = _emb(w / "data/embed", rows).rename(w / "data/embed/classes.parquet")
     gen = w / f"data/generators/{ROW}-s{SEED}.pt"
-    train_generator(GeneratorConfig(**SMALL, min_iou=0.0), w / "data/features/train_seen", emb, gen,
+    train_generator(GeneratorConfig(**SMALL, min_iou=0.0), w / "data/features/s0/train_seen", emb, gen,
                     show_progress=False)
     synthesize_store(gen, SynthesizeConfig(per_class=8, seed=SEED), w / f"data/synthetic/{ROW}-s{SEED}")
     ccfg = ClassifierConfig(iterations=20, images_per_batch=4, seed=SEED)
@@ -136,9 +137,9 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     for row in ("projection", ROW):
         head = w / f"data/heads/{row}-s{SEED}.pt"
         synthetic = None if row == "projection" else w / f"data/synthetic/{ROW}-s{SEED}"
-        retrain_classifier(ccfg, HeadFiles(ck, w / "data/features/train_seen", emb, split.all_json, head, synthetic),
+        retrain_classifier(ccfg, HeadFiles(ck, w / "data/features/s0/train_seen", emb, split.all_json, head, synthetic),
                            "projection" if row == "projection" else None)
-        flat, table, curve = evaluate_head(FeatureStore(w / "data/features/val"), load_head(head),
+        flat, table, curve = evaluate_head(FeatureStore(w / "data/features/s0/val"), load_head(head),
                                            ann / "panoptic_val.json", ann / "panoptic_val", unseen,
                                            InferenceConfig(curve_points=4), curve=True)
         flat.update(curve_metrics(curve))
@@ -148,11 +149,18 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
         pd.DataFrame(table).to_parquet(w / f"data/per_class/{row}-s{SEED}.parquet", index=False)
         curve.to_parquet(w / f"data/curves/{row}-s{SEED}.parquet", index=False)
     fid, fid_table = generator_fidelity(FidelityConfig(min_iou=0.0, max_per_class=20, mmd_samples=10),
-                                        w / "data/features/train_seen", w / "data/features/train_unseen",
+                                        w / "data/features/s0/train_seen", w / "data/features/s0/train_unseen",
                                         w / f"data/synthetic/{ROW}-s{SEED}",
                                         load_head(w / f"data/heads/{ROW}-s{SEED}.pt"))
     (w / f"metrics/fidelity/{ROW}-s{SEED}.json").write_text(json.dumps(fid))
     fid_table.to_parquet(w / f"data/fidelity/{ROW}-s{SEED}.parquet", index=False)
+    checks = transfer_checks(CeilingsConfig(min_iou=0.0), w / "data/features/s0/train_seen",
+                             w / "data/features/s0/train_unseen", w / "data/features/s0/val", emb, split.all_json)
+    seg = evaluate_segmenter(ck, w / "data/features/s0/val", ann / "panoptic_val.json", ann / "panoptic_val",
+                             split.all_json, InferenceConfig(curve_points=4))
+    for name, flat in (("ceilings", checks.metrics), ("segmenter", {f"segmenter.{k}": v for k, v in seg.items()})):
+        (w / "metrics" / name).mkdir(parents=True, exist_ok=True)
+        (w / f"metrics/{name}/s{SEED}.json").write_text(json.dumps(flat))
     return w
 
 
@@ -346,9 +354,9 @@ def test_split(tmp_path, world, kill):
 def test_dump_features(tmp_path, world, run_forked):
     """The val dump (masks kept): 3 chunks of 32 rows; kills after the 2nd chunk and after the
     store is complete under its temporary name."""
-    item = ROOT_STAGES["dump_features"]["foreach"]["val"]
-    argv, outs = stage_command("dump_features", key="val", **{f"item.{k}": v for k, v in item.items()})
-    work = workdir(tmp_path, world, ["data/benchmark", "data/split", "data/segmenter/model.pt"])
+    item = next(i for i in ROOT_STAGES["dump_features"]["matrix"]["set"] if i["name"] == "val")
+    argv, outs = stage_command("dump_features", **{"item.seed": SEED}, **{f"item.set.{k}": v for k, v in item.items()})
+    work = workdir(tmp_path, world, ["data/benchmark", "data/split", "data/segmenter/s0/model.pt"])
     check_interrupts(run_forked, work, argv, outs, kills=(2, 7))
 
 
@@ -362,7 +370,7 @@ def test_retrain_classifier(tmp_path, world, run_forked):
     """One write (the head): killed after it is written, before its rename."""
     argv, outs = stage_command("retrain_classifier", **{"item.row": ROW, "item.seed": SEED})
     work = workdir(tmp_path, world,
-                   ["data/segmenter/model.pt", "data/features/train_seen", "data/embed/classes.parquet",
+                   ["data/segmenter/s0/model.pt", "data/features/s0/train_seen", "data/embed/classes.parquet",
                                      "data/split", f"data/synthetic/{ROW}-s{SEED}",
                                      f"data/generators/{ROW}-s{SEED}.pt"])
     check_interrupts(run_forked, work, argv, outs, kills=(1,))
@@ -372,7 +380,7 @@ def test_evaluate(tmp_path, world, run_forked):
     """Three outputs that report reads together: kills after the table, the curve and the metric."""
     argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
     work = workdir(tmp_path, world,
-                   [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark", "data/split"])
+                   [f"data/heads/{ROW}-s{SEED}.pt", "data/features/s0/val", "data/benchmark", "data/split"])
     assert len(outs) == 3
     check_interrupts(run_forked, work, argv, outs, kills=(1, 3))
 
@@ -381,7 +389,7 @@ def test_fidelity(tmp_path, world, run_forked):
     """Two outputs: kills after the table and after the metric, before the commit."""
     argv, outs = stage_command("fidelity", **{"item.row": ROW, "item.seed": SEED})
     work = workdir(tmp_path, world,
-                   ["data/features/train_seen", "data/features/train_unseen", f"data/synthetic/{ROW}-s{SEED}",
+                   ["data/features/s0/train_seen", "data/features/s0/train_unseen", f"data/synthetic/{ROW}-s{SEED}",
                                      f"data/heads/{ROW}-s{SEED}.pt", "data/split"])
     check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
 
@@ -391,9 +399,9 @@ def test_report(tmp_path, world, run_forked):
     after every output is written, before the commit."""
     argv, outs = stage_command("report")
     work = workdir(tmp_path, world,
-                   ["metrics/rows", "metrics/fidelity", "data/per_class", "data/curves", "data/fidelity",
-                                     "data/heads", "data/synthetic", "data/features/train_seen",
-                                     "data/features/train_unseen", "data/features/val", "data/benchmark", "data/split"])
+                   ["metrics/rows", "metrics/fidelity", "metrics/ceilings", "metrics/segmenter", "data/per_class",
+                    "data/curves", "data/fidelity", "data/heads", "data/synthetic", "data/features", "data/benchmark",
+                    "data/split"])
     assert len(outs) == 8
     check_interrupts(run_forked, work, argv, outs, kills=(1, 8))
 
@@ -408,10 +416,19 @@ def test_embed(tmp_path, world, run_forked):
     check_interrupts(run_forked, work, argv, outs, kills=(1,))
 
 
+def test_ceilings(tmp_path, world, run_forked):
+    """The transfer checks: a table and a metric committed together (kills after each, before the commit)."""
+    argv, outs = stage_command("ceilings", **{"item.seed": SEED})
+    assert outs == [f"data/ceilings/s{SEED}.parquet", f"metrics/ceilings/s{SEED}.json"]
+    work = workdir(tmp_path, world, [f"data/features/s{SEED}", "data/embed/classes.parquet", "data/split"],
+                   dict(PARAMS, ceilings={"min_iou": 0.0}))
+    check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
+
+
 def test_eval_segmenter(tmp_path, world, run_forked):
     """Two metrics committed together: kills after the full JSON and after the headline, before the commit."""
-    argv, outs = stage_command("eval_segmenter")
-    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/val", "data/benchmark", "data/split"])
+    argv, outs = stage_command("eval_segmenter", **{"item.seed": SEED})
+    work = workdir(tmp_path, world, ["data/segmenter/s0/model.pt", "data/features/s0/val", "data/benchmark", "data/split"])
     assert len(outs) == 2
     check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
 
@@ -420,15 +437,15 @@ def test_retrain_baseline(tmp_path, world, run_forked):
     """retrain_classifier.py --baseline projection (no generator): one write, killed before its rename."""
     argv, outs = stage_command("retrain_baseline", **{"item.row": "projection", "item.seed": SEED})
     assert "--baseline" in argv and outs == [f"data/heads/projection-s{SEED}.pt"]
-    work = workdir(tmp_path, world, ["data/segmenter/model.pt", "data/features/train_seen",
-                                     "data/features/train_unseen", "data/embed/classes.parquet", "data/split"])
+    work = workdir(tmp_path, world, ["data/segmenter/s0/model.pt", "data/features/s0/train_seen",
+                                     "data/features/s0/train_unseen", "data/embed/classes.parquet", "data/split"])
     check_interrupts(run_forked, work, argv, outs, kills=(1,))
 
 
 def test_evaluate_baseline(tmp_path, world, run_forked):
     """stages/evaluate.py on the projection head: kills after the table and after the metric."""
     argv, outs = stage_command("evaluate_baseline", **{"item.row": "projection", "item.seed": SEED})
-    work = workdir(tmp_path, world, [f"data/heads/projection-s{SEED}.pt", "data/features/val", "data/benchmark",
+    work = workdir(tmp_path, world, [f"data/heads/projection-s{SEED}.pt", "data/features/s0/val", "data/benchmark",
                                      "data/split"])
     assert len(outs) == 3 and outs[-1] == f"metrics/rows/projection-s{SEED}.json"
     check_interrupts(run_forked, work, argv, outs, kills=(1, 3))
@@ -490,7 +507,7 @@ def test_evaluate_killed_inside_its_commit_is_not_read_by_the_report(tmp_path, w
     rows together, refuses the row (its metric is absent) instead of reading a half set."""
     argv, outs = stage_command("evaluate", **{"item.row": ROW, "item.seed": SEED})
     rows = "metrics/rows"
-    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/val", "data/benchmark",
+    work = workdir(tmp_path, world, [f"data/heads/{ROW}-s{SEED}.pt", "data/features/s0/val", "data/benchmark",
                                      "data/split", f"{rows}/projection-s{SEED}.json"])
     report, _ = stage_command("report")
     rc, log = run_forked(argv, work)

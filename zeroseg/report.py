@@ -146,7 +146,8 @@ def per_seed_files(folder: str | os.PathLike, seeds: list[int], what: str) -> li
 
 def side_summary(runs: list[dict]) -> dict[str, tuple[float | None, float | None]]:
     """key -> (mean, std) over seeds of every numeric key the per-seed dicts share."""
-    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    keys = list(dict.fromkeys(k for r in runs for k, v in r.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)))
     return {k: mean_std([r.get(k) for r in runs]) for k in keys}
 
 

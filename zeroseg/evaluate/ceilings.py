@@ -148,7 +148,7 @@ def _share_below_one(v: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Ceilings:
-    metrics: dict[str, float]  # flat keys for metrics/ceilings.json
+    metrics: dict[str, float | None]  # flat keys for metrics/ceilings/s<seed>.json (None: no data)
     per_class: pd.DataFrame  # one row a class
 
 
@@ -198,7 +198,8 @@ def transfer_checks(cfg: CeilingsConfig, seen_store: str | os.PathLike, unseen_s
         m.update({f"ncm_{name}_{k}": v for k, v in placed_scores.items()})
         table[f"ratio_{name}"] = ratios
         table[f"ncm_{name}_acc"] = acc
-    return Ceilings({k: round(float(v), 4) for k, v in m.items()}, table)
+    # a check without data (e.g. no unseen class has matched queries) is null, never NaN (strict JSON)
+    return Ceilings({k: round(float(v), 4) if np.isfinite(v) else None for k, v in m.items()}, table)
 
 
 def _seen_ids(store: FeatureStore) -> list[int]:
