@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.test_fidelity import DIM as FIDELITY_DIM
+from tests.test_fidelity import _write
 from zeroseg.errors import ConfigError
 from zeroseg.evaluate.ceilings import (
     CeilingsConfig,
@@ -19,7 +21,6 @@ from zeroseg.evaluate.ceilings import (
     ridge_fit,
     transfer_checks,
 )
-from zeroseg.features.store import ShardWriter, finalize_store
 
 COLOURS, SHAPES = ("red", "green", "blue"), ("circle", "square", "triangle")
 
@@ -109,22 +110,12 @@ def test_config_rejects_bad_values():
 
 # ---- the stage function on hand-made stores ------------------------------------------------
 
-DIM = 6
+DIM = FIDELITY_DIM  # the stores are written by test_fidelity's writer
 
 
 def _store(path, rows, classes):
     """rows: [(image_id, features (Q, DIM), labels (Q,), ious (Q,))] -> a finished store."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    w = ShardWriter(tmp, "rank-000", DIM, "float32")
-    for i, f, lab, iou in rows:
-        q = len(lab)
-        w.add_image(i, f.astype(np.float32),
-                    {"label": np.asarray(lab, np.int32), "mask_iou": np.asarray(iou, np.float32),
-                                              "score": np.ones(q, np.float32),
-                                              "query_index": np.arange(q, dtype=np.int16)})
-    w.close()
-    finalize_store(tmp, path, {"dim": DIM, "classes": classes})
-    return path
+    return _write(path, rows, {"classes": classes})
 
 
 def test_transfer_checks_end_to_end(tmp_path):

@@ -641,7 +641,7 @@ def test_accepted_panoptic_corruption_changes_no_result(world, clean_results, ca
 def instances_json(world, tmp_path_factory) -> Path:
     """The val set's thing segments as an official-format instances JSON (RLE masks) plus one
     polygon annotation (image 1, the first thing class, a 10x10 square)."""
-    from zeroseg.data.fixtures import panoptic_to_instances
+    from zeroseg.testing.fixtures import panoptic_to_instances
 
     out = tmp_path_factory.mktemp("inst") / "instances.json"
     panoptic_to_instances(world / "synth" / "annotations" / "panoptic_val.json", out)

@@ -21,15 +21,14 @@ from pycocotools import mask as mask_utils
 from zeroseg.atomic import read_json
 from zeroseg.data.panoptic import (
     MAX_INT64,
-    MAX_SIDE,
     PanopticDataset,
-    _file_name,
     _flag,
     _int,
     _require,
     _show,
     _text,
     read_id_png,
+    read_images,
     segment_info,
     write_ids,
 )
@@ -104,16 +103,7 @@ def load_instances(path: str | os.PathLike) -> dict[str, Any]:
             raise DataError(f"{path}: categories[{i}]: duplicate category id {cid} or name {name!r}")
         cats.add(cid)
         names.add(name)
-    images: dict[int, dict] = {}
-    for i, im in enumerate(raw["images"]):
-        iid = _int(im, "id", f"images[{i}]", path, -MAX_INT64 - 1, MAX_INT64)
-        where = f"images[{i}] (id {iid})"
-        _file_name(_require(im, "file_name", where, path), f"{where}.file_name", path, plain=False)
-        for key in ("height", "width"):
-            _int(im, key, where, path, 1, MAX_SIDE)
-        if iid in images:
-            raise DataError(f"{path}: duplicate image id {iid} in 'images'")
-        images[iid] = im
+    images = read_images(raw["images"], path)
     for i, a in enumerate(raw["annotations"]):
         if not isinstance(a, dict):
             raise DataError(f"{path}: annotations[{i}] must be an object, got {_show(a)}")

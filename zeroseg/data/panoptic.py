@@ -120,6 +120,22 @@ def _flag(obj: dict, key: str, where: str, path: Path, default: int | None) -> b
     return bool(v)
 
 
+
+def read_images(entries: list, path: str | os.PathLike) -> dict[int, dict]:
+    """id -> record of a COCO ``images`` list, every field later code reads checked (id, file_name,
+    height, width; ids unique); errors name ``path`` and the entry."""
+    images: dict[int, dict] = {}
+    for i, im in enumerate(entries):
+        iid = _int(im, "id", f"images[{i}]", path, -MAX_INT64 - 1, MAX_INT64)
+        where = f"images[{i}] (id {iid})"
+        _file_name(_require(im, "file_name", where, path), f"{where}.file_name", path, plain=False)
+        for key in ("height", "width"):
+            _int(im, key, where, path, 1, MAX_SIDE)
+        if iid in images:
+            raise DataError(f"{path}: images[{i}]: duplicate image id {iid}")
+        images[iid] = im
+    return images
+
 def load_panoptic(path: str | os.PathLike) -> PanopticDataset:
     """Load and validate a COCO panoptic JSON (structure only; PNGs are read lazily).
 
@@ -159,16 +175,7 @@ def load_panoptic(path: str | os.PathLike) -> PanopticDataset:
         # required, as in the COCO panoptic format (panopticapi and the split's attribute check read it)
         categories[cid] = Category(cid, name, _flag(c, "isthing", where, path, None), c)
 
-    images: dict[int, dict] = {}
-    for i, im in enumerate(raw["images"]):
-        iid = _int(im, "id", f"images[{i}]", path, -MAX_INT64 - 1, MAX_INT64)
-        where = f"images[{i}] (id {iid})"
-        _file_name(_require(im, "file_name", where, path), f"{where}.file_name", path, plain=False)
-        for key in ("height", "width"):
-            _int(im, key, where, path, 1, MAX_SIDE)
-        if iid in images:
-            raise DataError(f"{path}: images[{i}]: duplicate image id {iid}")
-        images[iid] = im
+    images = read_images(raw["images"], path)
 
     annotations: dict[int, dict] = {}
     png_of: dict[str, int] = {}
