@@ -93,9 +93,12 @@ def test_table_cells_rows_in_file_order_and_named_errors(tmp_path):
         "| zeta | 50.0 ± 1.0 | 25.0 | 33.3 ± 4.6 | – |",
         "| alpha | 50.0 ± 1.0 | 25.0 | 33.3 ± 4.6 | 12.3 ± 0.5 |",
     ]
-    _report(tmp_path / "short", {"zeta": {"pq_seen": (0.5, 0.0)}})
+    _report(tmp_path / "short", {"zeta": {"pq_seen": (0.5, 0.0), "pq_hm": (0.4, 0.0)}})
     with pytest.raises(DataError, match=r"short/zero_shot_full.json: no key 'zeta.pq_unseen.mean'"):
         results_table(tmp_path / "short")
+    # the report's other sections (the segmenter's head, the transfer checks) are not ablation rows
+    _report(tmp_path / "side", {"zeta": cells, "ceilings": {"loo_attr_median": (1.1, 0.1)}})
+    assert [line.split(" |")[0] for line in results_table(tmp_path / "side").split("\n")[2:]] == ["| zeta"]
     with pytest.raises(DataError, match=r"none/zero_shot_full.json: no such file"):
         results_table(tmp_path / "none")
 

@@ -68,7 +68,7 @@ def test_results_page_tables_are_the_committed_three_seed_reports(folder):
     md = (ROOT / "metrics" / folder / "zero_shot.md").read_text()
     assert "over 3 seed(s)" in md
     rows = [line for line in md.split("## Unseen classes")[0].split("\n") if line.startswith("| ")]
-    assert len(rows) == 16  # two tables of a header and seven rows
+    assert len(rows) >= 16  # at least the ablation and calibration-free tables (a header and seven rows each)
     page = (ROOT / "docs" / "results.md").read_text().split("\n")
     assert [row for row in rows if row not in page] == []
 

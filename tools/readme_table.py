@@ -32,11 +32,12 @@ BLOCK = re.compile(r"(<!-- results:(?P<folder>[^ ]+) -->\n)(?P<body>.*?)(\n<!-- 
 
 
 def _rows(report: dict) -> list[str]:
-    """The rows of a flat report (keys ``<row>.<metric>.<stat>``), in the order they first appear."""
+    """The ablation rows of a flat report (keys ``<row>.<metric>.<stat>``; a row has a PQ HM, which
+    the report's other sections, ``segmenter`` and ``ceilings``, do not), in the order they first appear."""
     rows: list[str] = []
     for key in report:
         parts = key.rsplit(".", 2)
-        if len(parts) == 3 and parts[0] not in rows:
+        if len(parts) == 3 and parts[0] not in rows and f"{parts[0]}.pq_hm.mean" in report:
             rows.append(parts[0])
     return rows
 
