@@ -5,7 +5,8 @@ the unseen-class diagnostics of the generator rows, params `generators`), and th
 (params sections `report` and `inference`; seed: the first).
 
 cmd: python stages/report.py --metrics-dir DIR --per-class-dir DIR ... (one option per field of
-       zeroseg.report.ReportInputs, all required) --headline-json FILE --full-json FILE --markdown FILE
+       zeroseg.report.ReportInputs; all required but --ceilings-dir and --segmenter-dir)
+       --headline-json FILE --full-json FILE --markdown FILE
        --plots-dir DIR
 """
 
@@ -17,6 +18,9 @@ from zeroseg.atomic import atomic_outputs
 from zeroseg.evaluate.inference import InferenceConfig
 from zeroseg.report import Ablation, ReportConfig, ReportInputs, ReportOutputs, collect, make_pictures, write_report
 
+#: inputs of a pipeline that trains one segmenter per seed (the root): the COCO pipelines have one
+OPTIONAL = ("ceilings_dir", "segmenter_dir")
+
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -25,7 +29,7 @@ def _option(name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     for f in fields(ReportInputs) + fields(ReportOutputs):
-        ap.add_argument(_option(f.name), dest=f.name, required=True)
+        ap.add_argument(_option(f.name), dest=f.name, required=f.name not in OPTIONAL)
     ap.add_argument("--plots-dir", required=True)
     a = vars(ap.parse_args())
     run = ReportInputs(**{f.name: a[f.name] for f in fields(ReportInputs)})

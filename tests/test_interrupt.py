@@ -90,10 +90,10 @@ def world(tmp_path_factory, tiny_benchmark) -> Path:
     generator, its synthetic store, projection + PADing heads and their scores."""
     from zeroseg.data.classes import unseen_from_split
     from zeroseg.data.panoptic import load_panoptic
+    from zeroseg.evaluate.ceilings import CeilingsConfig, transfer_checks
     from zeroseg.evaluate.curve import curve_metrics
     from zeroseg.evaluate.fidelity import FidelityConfig, generator_fidelity
     from zeroseg.evaluate.inference import InferenceConfig
-    from zeroseg.evaluate.ceilings import CeilingsConfig, transfer_checks
     from zeroseg.evaluate.score import evaluate_head, evaluate_segmenter
     from zeroseg.features.dump import DumpConfig, dump_features
     from zeroseg.features.store import FeatureStore
@@ -428,7 +428,8 @@ def test_ceilings(tmp_path, world, run_forked):
 def test_eval_segmenter(tmp_path, world, run_forked):
     """Two metrics committed together: kills after the full JSON and after the headline, before the commit."""
     argv, outs = stage_command("eval_segmenter", **{"item.seed": SEED})
-    work = workdir(tmp_path, world, ["data/segmenter/s0/model.pt", "data/features/s0/val", "data/benchmark", "data/split"])
+    work = workdir(tmp_path, world,
+                   ["data/segmenter/s0/model.pt", "data/features/s0/val", "data/benchmark", "data/split"])
     assert len(outs) == 2
     check_interrupts(run_forked, work, argv, outs, kills=(1, 2))
 

@@ -133,7 +133,7 @@ def test_the_experiments_view_shows_each_sweep_and_row_in_120_columns(sweeps):
     _check_width(text)
     lines = text.splitlines()
     assert lines[0].split() == ["experiment", "changed", "params", "row", "PQ", "HM", "AUSUC"]
-    rows = ["projection", "gmmn", "primitive", "primitive_align", "pading", "pading_official", "oracle"]
+    rows = ["projection", "linear", "gmmn", "primitive", "primitive_align", "pading", "pading_official", "oracle"]
     blocks = [i for i, line in enumerate(lines[2:], 2) if not line.startswith(" ")]
     assert len(blocks) == 3, text  # the commit and the two experiments, newest first (the workspace is the last)
     second, first = lines[blocks[1]:blocks[2]], lines[blocks[2]:]
@@ -141,7 +141,7 @@ def test_the_experiments_view_shows_each_sweep_and_row_in_120_columns(sweeps):
     assert "generator.num_primitives=400" in first[0] and "segmenter.iterations=651" not in "".join(first)
     assert {second[0].split()[1], second[1].split()[0]} == {"generator.num_primitives=400", "segmenter.iterations=651"}
     assert lines[blocks[0]].split()[2:] == ["-", "projection", "0.2", "10.0"]  # "<branch> <rev>", 200 primitives
-    assert first[1].split()[-2:] == ["1.4", "11.0"]  # gmmn after the sweep: (1 + 0.4) %, AUSUC 11 %
+    assert first[2].split()[-2:] == ["2.4", "12.0"]  # gmmn (row 2) after the sweep: (2 + 0.4) %, AUSUC 12 %
 
 
 def test_the_experiments_view_of_a_coco_pipeline(sweeps):
@@ -151,7 +151,8 @@ def test_the_experiments_view_of_a_coco_pipeline(sweeps):
     lines = text.splitlines()
     assert lines[2].split()[2:] == ["-", "(not", "run)"], text  # "<branch> <rev>": the commit
     assert lines[3].split()[1] == "generator.num_primitives=300"
-    assert [line.split()[-3] for line in lines[3:]] == ["projection", "gmmn", "primitive", "primitive_align", "pading"]
+    assert [line.split()[-3] for line in lines[3:]] == ["projection", "linear", "gmmn", "primitive", "primitive_align",
+                                                        "pading"]
 
 
 def test_the_view_reads_the_committed_root_metrics():
@@ -197,7 +198,7 @@ def test_a_generator_sweep_re_trains_only_the_rows_that_read_the_key(tmp_path):
     env = dict(subprocess_env(), PYTHONPATH=str(ROOT), DVC_NO_ANALYTICS="1")
     copy_project(tmp_path)
     _run(["git", "init", "-q"], tmp_path, env)
-    for path in ("data/features/train_seen/rows", "data/embed/classes.parquet", "data/segmenter/model.pt",
+    for path in ("data/features/s0/train_seen/rows", "data/embed/classes.parquet", "data/segmenter/s0/model.pt",
                  "data/generators/gmmn-s0.pt", "data/generators/primitive-s0.pt"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(path)
