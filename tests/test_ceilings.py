@@ -10,17 +10,17 @@ import pytest
 
 from tests.test_fidelity import DIM as FIDELITY_DIM
 from tests.test_fidelity import _write
-from zeroseg.errors import ConfigError
+from zeroseg.errors import ConfigError, DataError
 from zeroseg.evaluate.ceilings import (
     CeilingsConfig,
     attribute_onehot,
     leave_one_out,
     ncm_accuracy,
     placed_unseen,
-    placement_ratio,
     ridge_fit,
     transfer_checks,
 )
+from zeroseg.evaluate.fidelity import placement_ratio  # the ratio the checks share with the fidelity stage
 
 COLOURS, SHAPES = ("red", "green", "blue"), ("circle", "square", "triangle")
 
@@ -55,7 +55,8 @@ def test_placement_ratio_by_hand():
     others = np.array([[3.0, 4.0], [0.0, 2.0]])  # nearest other at distance 2
     assert placement_ratio(np.array([1.0, 0.0]), real, others) == pytest.approx(0.5)
     assert placement_ratio(np.array([0.0, 6.0]), real, others) == pytest.approx(3.0)
-    assert placement_ratio(real, real, others[:0]) == float("inf")
+    with pytest.raises(DataError, match="placement_ratio"):  # no other class to compare with
+        placement_ratio(real, real, others[:0])
 
 
 def test_leave_one_out_places_an_additive_world_exactly():

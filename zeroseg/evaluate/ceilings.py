@@ -30,6 +30,7 @@ import pandas as pd
 from zeroseg.data.panoptic import load_panoptic
 from zeroseg.embed.space import class_space
 from zeroseg.errors import ConfigError, DataError
+from zeroseg.evaluate.fidelity import placement_ratio
 from zeroseg.features.store import FeatureStore
 
 
@@ -86,13 +87,6 @@ def attribute_onehot(attributes: list[list[str]]) -> np.ndarray:
         for k, w in enumerate(attrs):
             out[i, at[(k, w)]] = 1.0
     return out
-
-
-def placement_ratio(pred: np.ndarray, real: np.ndarray, others: np.ndarray) -> float:
-    """‖pred − real‖ / min over ``others`` (m, D) of ‖real − other‖ (inf when no other exists)."""
-    if not len(others):
-        return float("inf")
-    return float(np.linalg.norm(pred - real) / np.linalg.norm(others - real, axis=1).min())
 
 
 def leave_one_out(desc: np.ndarray, means: np.ndarray, group: np.ndarray, lam: float) -> np.ndarray:
